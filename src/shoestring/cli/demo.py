@@ -1,0 +1,95 @@
+"""``shoestring demo``: the default model, its anatomy, a generation under capture, what was captured."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import typer
+from rich.table import Table
+
+from ._common import DeviceOpt, DtypeOpt, JsonOpt, console, emit_json, human_bytes, load_model
+
+
+def demo(
+    model: str = typer.Option("smollm2-135m", "--model", help="alias, folder, .gguf file or hub id"),
+    prompt: str = typer.Option("The capital of France is", "--prompt"),
+    max_new_tokens: int = typer.Option(12, "--max-new-tokens", "-n", min=1),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Load the default model, show its anatomy, generate while capturing, and read the captures:
+    a logit lens over the layers and the attention of the last prompt token."""
+    from ..hooks.invariants import check_invariants
+
+    t0 = time.perf_counter()
+    lm = load_model(model, dtype, device, quiet=json_out)
+    load_s = time.perf_counter() - t0
+    a = lm.anatomy
+    check = check_invariants(lm, lm.tokenize(prompt)["input_ids"])
+    mid = a.n_layers // 2
+    names = ["blocks.*.hook_resid_post", f"blocks.{mid}.attn.hook_pattern"]
+    t0 = time.perf_counter()
+    with lm.capture(names, device="cpu") as acts:
+        completion = lm.generate(prompt, max_new_tokens=max_new_tokens)[0]
+    gen_s = time.perf_counter() - t0
+    prompt_ids = lm.tokenize(prompt)["input_ids"][0]
+    n_prompt = len(prompt_ids)
+    tokens = [lm.tokenizer.decode([int(t)]) for t in prompt_ids]
+    # Logit lens: what each layer's residual at the last prompt position would predict.
+    lens = []
+    with torch.no_grad():
+        for L in sorted({0, *range(0, a.n_layers, max(1, a.n_layers // 6)), a.n_layers - 1}):
+            resid = acts[f"blocks.{L}.hook_resid_post"][:, n_prompt - 1].to(lm.device, lm.dtype)
+            probs = lm.unembed(resid).float().softmax(-1)[0]
+            p, i = probs.max(-1)
+            lens.append({"layer": L, "top_token": lm.tokenizer.decode([int(i)]), "prob": round(float(p), 4)})
+    prefill_pattern = acts.calls(f"blocks.{mid}.attn.hook_pattern")[0]  # [1, head, q, k]
+    attn = prefill_pattern[0, :, n_prompt - 1].mean(0)  # last prompt token, averaged over heads
+    top = attn.topk(min(3, n_prompt))
+    attention = [{"token": tokens[int(j)], "position": int(j), "weight": round(float(w), 4)} for w, j in zip(top.values, top.indices)]
+    resid = acts["blocks.0.hook_resid_post"]
+    result = {
+        "model": model,
+        "load_seconds": round(load_s, 2),
+        "anatomy": a.summary(),
+        "parameters": lm.info()["parameters"],
+        "hook_points": len(lm.hook_points),
+        "hook_check": {"ok": check["ok"], "max_relative_error": max(check["errors"].values()), "failed": check["failed"]},
+        "prompt": prompt,
+        "completion": completion,
+        "generate_seconds": round(gen_s, 2),
+        "captured": {
+            "points": len(acts),
+            "forward_calls": len(acts.calls("blocks.0.hook_resid_post")),
+            "resid_post_shape": list(resid.shape),
+            "bytes": acts.nbytes(),
+        },
+        "logit_lens": lens,
+        "attention_layer": mid,
+        "attention_of_last_prompt_token": attention,
+    }
+    if json_out:
+        return emit_json(result)
+    console.rule(f"[bold]shoestring demo[/bold]: {model}")
+    console.print(f"loaded in {load_s:.1f} s: {result['parameters']:,} parameters, {a.layout.name} layout, "
+                  f"{a.n_layers} layers, d_model {a.d_model}, {a.n_heads} heads / {a.n_kv_heads} kv heads, "
+                  f"{'parallel' if a.parallel else 'sequential'} blocks, {len(lm.hook_points)} hook points")
+    status = "[green]hold[/green]" if check["ok"] else f"[red]FAIL: {check['failed']}[/red]"
+    console.print(f"hook invariants {status} (max relative error {result['hook_check']['max_relative_error']:.1e})")
+    console.print(f"\n[bold]{prompt}[/bold][cyan]{completion}[/cyan]   ({gen_s:.1f} s, {max_new_tokens} tokens)")
+    console.print(f"captured {len(acts)} points over {result['captured']['forward_calls']} forward calls "
+                  f"(prefill + decode steps): resid_post {tuple(resid.shape)}, {human_bytes(acts.nbytes())}")
+    t = Table(title=f"logit lens at the last prompt token ({tokens[-1]!r})")
+    for col in ("layer", "top token", "prob"):
+        t.add_column(col)
+    for row in lens:
+        t.add_row(str(row["layer"]), repr(row["top_token"]), f"{row['prob']:.3f}")
+    console.print(t)
+    t = Table(title=f"layer {mid}: where the last prompt token attends (mean over heads)")
+    for col in ("token", "position", "weight"):
+        t.add_column(col)
+    for row in attention:
+        t.add_row(repr(row["token"]), str(row["position"]), f"{row['weight']:.3f}")
+    console.print(t)

@@ -1,0 +1,124 @@
+"""The `shoestring` command: every bad input is one line on stderr with exit code 2; --json parses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from shoestring.cli.main import main
+from shoestring.errors import ShoestringError
+from shoestring.models.load import check_fits
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("shoestring: error: ")
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["info", "nonsense-model"], ["unknown model 'nonsense-model'", "shoestring models"]),
+        (["info", "someorg/somemodel"], ["cannot load 'someorg/somemodel'", "smollm2-135m"]),
+        (["info", "/etc/hostname"], ["not a .gguf"]),
+        (["info", "smollm2-135m", "--dtype", "float13"], ["unknown dtype 'float13'", "bfloat16"]),
+        (["info", "smollm2-135m", "--device", "tpu"], ["unknown device 'tpu'", "cpu"]),
+        (["generate"], ["Missing argument", "--help"]),
+        (["no-such-command"], ["No such command"]),
+        (["info", "smollm2-135m", "--no-such-flag"], ["No such option"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, argv, words):
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, *words)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_gpu_is_one_line(capsys):
+    code, _, err = run(capsys, "info", "smollm2-135m", "--device", "cuda")
+    assert_one_line_error(code, err, "not available", "--device cpu")
+
+
+def test_debug_shows_the_traceback():
+    with pytest.raises(ShoestringError):
+        main(["--debug", "info", "nonsense-model"])
+
+
+def test_out_of_memory_estimate_names_size_and_fix():
+    with pytest.raises(ShoestringError) as exc:
+        check_fits(10**13, torch.float32, "cpu", None)  # 40 TB of weights
+    msg = str(exc.value)
+    assert "out of memory" in msg and "GiB" in msg and "bfloat16" in msg
+    check_fits(1000, torch.float32, "cpu", None)  # tiny: fits
+    check_fits(10**13, torch.float32, "cpu", "auto")  # device_map spreads it: not refused here
+
+
+def test_models_json_lists_default_and_layouts(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert any(a["alias"] == "smollm2-135m" and a["default"] for a in data["aliases"])
+    names = {lay["layout"] for lay in data["layouts"]}
+    assert {"gpt2", "llama", "gpt_neox", "gptj", "opt", "gemma2", "olmo2", "phi3", "phi", "mixtral"} <= names
+
+
+@pytest.mark.slow
+def test_unknown_hook_and_layer_out_of_range(capsys):
+    code, _, err = run(capsys, "generate", "smollm2-135m", "hi", "-n", "1", "--capture", "blocks.0.hook_resid_pst")
+    assert_one_line_error(code, err, "unknown hook point", "did you mean", "blocks.0.hook_resid_post")
+    code, _, err = run(capsys, "generate", "smollm2-135m", "hi", "-n", "1", "--capture", "blocks.30.hook_resid_post")
+    assert_one_line_error(code, err, "layer 30 is out of range", "0 to 29")
+
+
+@pytest.mark.slow
+def test_info_json(capsys):
+    code, out, _ = run(capsys, "info", "smollm2-135m", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["n_layers"] == 30 and data["d_model"] == 576 and data["n_kv_heads"] == 3
+    assert data["parameters"] == 134_515_008
+    shapes = {p["name"]: p["shape"] for p in data["points"]}
+    assert shapes["blocks.0.hook_resid_post"] == [1, 4, 576]
+    assert shapes["blocks.0.attn.hook_k"] == [1, 4, 3, 64]
+    assert shapes["blocks.0.attn.hook_pattern"] == [1, 9, 4, 4]
+    assert shapes["blocks.0.mlp.hook_post"] == [1, 4, 1536]
+    assert len(data["all_point_names"]) == data["hook_points"]
+
+
+@pytest.mark.slow
+def test_generate_json_with_capture(capsys):
+    code, out, _ = run(capsys, "generate", "smollm2-135m", "The capital of France is", "-n", "4",
+                       "--capture", "blocks.5.hook_resid_post", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert "Paris" in data["completions"][0]
+    n_prompt = 5  # "The capital of France is"
+    # prefill (5 positions) + 3 decode steps (the 4th new token is never fed back)
+    assert data["captured"]["blocks.5.hook_resid_post"]["shape"] == [1, n_prompt + 3, 576]
+
+
+@pytest.mark.slow
+def test_demo_json(capsys):
+    code, out, _ = run(capsys, "demo", "--json", "-n", "4")
+    assert code == 0
+    data = json.loads(out)
+    assert data["hook_check"]["ok"], data["hook_check"]
+    assert "Paris" in data["completion"]
+    assert data["captured"]["points"] == 31  # 30 resid_post + 1 pattern
+    assert data["captured"]["forward_calls"] == 4
+    assert data["logit_lens"][-1]["layer"] == 29 and data["logit_lens"][-1]["top_token"].strip() == "Paris"
+    assert abs(sum(r["weight"] for r in data["attention_of_last_prompt_token"])) <= 1.0 + 1e-4
