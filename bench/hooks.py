@@ -66,14 +66,24 @@ def _reexec() -> None:
 # timing
 
 
-def interleave(contenders: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Run every contender ``warmup`` times, then ``repeats`` rounds of one call each, interleaved."""
+def interleave(contenders: dict, repeats: int, budget_s: float = 1e9, min_repeats: int = 5,
+               warmup: int = 0) -> dict[str, list[float]]:
+    """Run every contender ``warmup`` times, then up to ``repeats`` rounds of one call each, interleaved.
+
+    (The correctness check just before runs every contender once: that call is the warm-up.)
+
+    Rounds stop early once ``budget_s`` seconds have gone by (never before ``min_repeats`` rounds),
+    so the whole bench stays within its time on a slow or busy machine.
+    """
     names = list(contenders)
     for _ in range(warmup):
         for k in names:
             contenders[k]()
     times: dict[str, list[float]] = {k: [] for k in names}
+    start = time.perf_counter()
     for r in range(repeats):
+        if r >= min_repeats and time.perf_counter() - start > budget_s:
+            break
         s = r % len(names)
         for k in names[s:] + names[:s]:
             gc.collect()
@@ -329,8 +339,8 @@ def bench_model(m: Model, report: dict, reps: dict) -> dict:
         runs = contenders(m, ids)
         res["checks"][f"tokens_{n_tok}"] = check(m, runs, ids)
         t0 = time.perf_counter()
-        times = interleave(runs, reps[n_tok])
-        print(f"  {m.key} 1x{n_tok}: {len(runs)} contenders x {reps[n_tok]} rounds in {time.perf_counter() - t0:.1f} s",
+        times = interleave(runs, reps[n_tok], budget_s=reps["budget_s"][n_tok])
+        print(f"  {m.key} 1x{n_tok}: {len(runs)} contenders x {len(times['hf_sdpa'])} rounds in {time.perf_counter() - t0:.1f} s",
               flush=True)
         group = f"tokens_{n_tok}"
         res["cases"][group] = {k: stats(v) for k, v in times.items()}
@@ -376,8 +386,9 @@ def bench_model(m: Model, report: dict, reps: dict) -> dict:
         "steering_vector_norm": round(float(vec.norm()), 4),
     }
     t0 = time.perf_counter()
-    gtimes = interleave({"generate_plain": gen_plain, "generate_edit": gen_edit}, reps["generate"])
-    print(f"  {m.key} generate: 2 contenders x {reps['generate']} rounds in {time.perf_counter() - t0:.1f} s", flush=True)
+    gtimes = interleave({"generate_plain": gen_plain, "generate_edit": gen_edit}, reps["generate"],
+                        budget_s=reps["budget_s"]["generate"], min_repeats=4)
+    print(f"  {m.key} generate: 2 contenders x {len(gtimes['generate_plain'])} rounds in {time.perf_counter() - t0:.1f} s", flush=True)
     res["cases"]["generate_32"] = {k: stats(v) for k, v in gtimes.items()}
     res["ratios"]["generate_32"] = {"generate_edit_ratio": round(
         res["cases"]["generate_32"]["generate_edit"]["median_s"] / res["cases"]["generate_32"]["generate_plain"]["median_s"], 4)}
@@ -506,8 +517,10 @@ def run(args) -> int:
         "venv": {"path": str(_anchors.VENV), "installed": _anchors.installed_versions(Path(sys.executable))},
         "transformer_lens": {},
         "nnsight": {},
-        "settings": {"dtype": "float32", "attn_default": "sdpa", "warmup_calls": 1,
-                     "repeats": dict(args.reps), "interleaved": "round-robin, start rotates each round",
+        "settings": {"dtype": "float32", "attn_default": "sdpa", "warmup_calls": 1, "warmup_note": "the correctness check's call is the warm-up",
+                     "max_rounds": {str(k): v for k, v in args.reps.items() if k != "budget_s"},
+                     "budget_s_per_group": {str(k): v for k, v in args.reps["budget_s"].items()},
+                     "min_rounds": {"forward": 5, "generate": 4}, "interleaved": "round-robin, start rotates each round",
                      "check_tolerance": {"atol": 1e-4, "rtol": 1e-4}},
         "models": {},
     }
@@ -550,12 +563,19 @@ def run(args) -> int:
         errs = {k: r["anchor_errors"][key] for k, r in report["models"].items() if key in r.get("anchor_errors", {})}
         if errs:
             report[key]["errors"] = errs
-    report["must_show"] = must_show(report["models"])
+    try:
+        report["must_show"] = must_show(report["models"])
+    except Exception as err:  # noqa: BLE001 - never lose the measurements over the summary
+        traceback.print_exc()
+        report["must_show"] = {"all_ok": None, "error": f"{type(err).__name__}: {err}", "checks": []}
     report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["wall_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)
     write_atomic(out, report)
-    print(table(report["models"]))
+    try:
+        print(table(report["models"]))
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
     print("\nmust_show:")
     for c in report["must_show"]["checks"]:
         v = f" value {c['value']} (limit {c['limit']})" if "value" in c else ""
@@ -574,7 +594,10 @@ def main() -> int:
     p.add_argument("--only", nargs="*", help="gpt2-random and/or smollm2-135m")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
-    args.reps = {256: 2, 16: 2, "generate": 2} if args.quick else {256: 12, 16: 30, "generate": 8}
+    # max rounds per group, and a time budget per group and model after which rounds stop (min 5 rounds)
+    budget = {256: 45.0, 16: 30.0, "generate": 45.0}
+    args.reps = ({256: 2, 16: 2, "generate": 2, "budget_s": budget} if args.quick
+                 else {256: 15, 16: 40, "generate": 10, "budget_s": budget})
     if not _in_anchors_venv():
         _reexec()
     return run(args)

@@ -25,19 +25,13 @@ def test_capturing_everything_changes_no_logits(family):
         after = lm.model(input_ids=ids).logits
     assert torch.equal(plain, hooked)
     assert torch.equal(plain, after)
-    if lm.anatomy.logit_softcap is None:
-        assert torch.equal(acts["hook_logits"], plain)
+    assert torch.equal(acts["hook_logits"], plain)
     assert state_equal(before, snapshot(lm.model))
     assert no_hooks_left(lm.model) == []
     assert lm._registry.active() == 0
     assert dict(ALL_ATTENTION_FUNCTIONS._local_mapping) == mapping
 
 
-@pytest.mark.xfail(
-    reason="BUG: points.py:161 hooks hook_logits on lm_head's output, before Gemma 2's final_logit_softcapping, "
-    "so acts['hook_logits'] differs from model(...).logits (and from lm.unembed, which applies the cap)",
-    strict=True,
-)
 def test_hook_logits_are_the_model_logits_with_softcap():
     lm = make_lm("gemma2", "eager")
     assert lm.anatomy.logit_softcap
@@ -281,3 +275,29 @@ def test_opt_flat_mlp_points_are_batch_pos():
     a = acts
     torch.testing.assert_close(a["blocks.0.hook_resid_mid"] + a["blocks.0.hook_mlp_out"], a["blocks.0.hook_resid_post"])
     torch.testing.assert_close(a["blocks.0.hook_resid_pre"] + a["blocks.0.hook_attn_out"], a["blocks.0.hook_resid_mid"])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "opt"])
+def test_pos_embed_has_declared_batch_axis(family):
+    lm = make_lm(family)
+    spec = lm.hook_points["hook_pos_embed"]
+    assert spec.shape == "batch pos d_model"
+    with torch.no_grad(), lm.capture("hook_pos_embed") as acts:
+        lm.model(input_ids=random_ids(2, 7))
+    assert acts["hook_pos_embed"].shape == (2, 7, 32)
+
+
+def test_pos_embed_edit_equals_zeroed_position_weights():
+    import copy
+
+    lm = make_lm("gpt2")
+    ids = random_ids(2, 7)
+    ref = copy.deepcopy(lm.model)
+    ref.transformer.wpe.weight.data.zero_()
+    with torch.no_grad():
+        base = lm.model(input_ids=ids).logits
+        with lm.edit({"hook_pos_embed": lambda pe: pe * 0}):
+            edited = lm.model(input_ids=ids).logits
+        expected = ref(input_ids=ids).logits
+    assert not torch.allclose(base, edited)
+    torch.testing.assert_close(edited, expected)

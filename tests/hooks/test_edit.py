@@ -181,12 +181,6 @@ def test_resid_mid_edit_reaches_resid_post(family):
     torch.testing.assert_close(post_diff, delta + (mlp1 - mlp0), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    reason="BUG: edit.py:114-121 adds the resid_mid delta as an *edit* on the MLP branch output, and "
-    "registry.py:125-131 runs edits before captures, so hook_mlp_out captured during a resid_mid edit "
-    "includes the delta: resid_post_diff == mlp_out_diff instead of delta + mlp_out_diff",
-    strict=True,
-)
 @pytest.mark.parametrize("family", ["llama", "gpt2", "gemma2"])
 def test_resid_mid_edit_decomposes_as_delta_plus_mlp_change(family):
     lm = make_lm(family)
@@ -213,12 +207,6 @@ def test_resid_mid_edit_equals_manual_rewrite():
     torch.testing.assert_close(e["blocks.0.hook_resid_post"], expect, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    reason="BUG: edit.py:108-112 (edit_mid) passes the raw module input to the edit function instead of "
-    "spec.read(raw); for OPT, whose MLP runs on [batch*pos, d], the function gets a flat [14, 32] tensor "
-    "instead of [batch, pos, d_model] (every other OPT MLP point is unflattened)",
-    strict=True,
-)
 def test_opt_resid_mid_edit_sees_batch_pos():
     lm = make_lm("opt")
     shapes = []
@@ -307,3 +295,33 @@ def test_edit_with_gradients_flows_to_steering_vector():
         loss = lm.model(input_ids=random_ids()).logits.logsumexp(-1).sum()
     loss.backward()
     assert v.grad is not None and v.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_editing_logits_changes_the_output(family):
+    lm = make_lm(family)
+    ids = random_ids()
+
+    def force_42(logits):
+        logits = logits.clone()
+        logits[..., 42] = logits.max() + 5
+        return logits
+
+    with torch.no_grad(), lm.edit({"hook_logits": force_42}), lm.capture("hook_logits") as acts:
+        out = lm.model(input_ids=ids).logits
+    assert torch.all(out.argmax(-1) == 42)
+    assert torch.equal(acts["hook_logits"], out)
+
+
+def test_glob_edit_applies_to_every_layer():
+    lm = make_lm("llama")
+    ids = random_ids()
+    with torch.no_grad():
+        with lm.capture(["blocks.*.hook_resid_pre", "blocks.*.hook_resid_post"]) as base:
+            lm.model(input_ids=ids)
+        with lm.edit({"blocks.*.hook_resid_post": lambda a: a * 0}), \
+                lm.capture(["blocks.*.hook_resid_post", "blocks.1.hook_resid_pre"]) as ed:
+            lm.model(input_ids=ids)
+    assert torch.all(ed["blocks.0.hook_resid_post"] == 0) and torch.all(ed["blocks.1.hook_resid_post"] == 0)
+    assert torch.all(ed["blocks.1.hook_resid_pre"] == 0)
+    assert base["blocks.1.hook_resid_pre"].abs().sum() > 0

@@ -115,3 +115,32 @@ def test_lm_generate_and_tokenize_with_a_tokenizer():
     logits = lm.forward("w5 w6")
     assert logits.shape == (1, 2, 100)
     torch.testing.assert_close(logits, lm(torch.tensor([[5, 6]])))
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text", "phi3"])
+def test_decode_step_patterns_match_eager_with_left_padding(family):
+    """Each decode step's pattern (sdpa model, tapped) equals the matching row of an eager forward."""
+    from conftest import make_model
+
+    lm = make_lm(family, "sdpa", pad_token_id=1)
+    eager = make_model(family, "eager", pad_token_id=1)
+    eager.load_state_dict(lm.model.state_dict())
+    batch = torch.tensor([[5, 6, 7, 8, 9, 10], [1, 1, 1, 11, 12, 13]])
+    mask = torch.tensor([[1] * 6, [0, 0, 0, 1, 1, 1]])
+    name = "blocks.1.attn.hook_pattern"
+    with lm.capture(name) as acts:
+        out = _gen(lm, batch, mask, n=4)
+    fed = out[:, :-1]
+    full_mask = torch.cat([mask, torch.ones(2, 3, dtype=mask.dtype)], 1)
+    position_ids = (full_mask.cumsum(1) - 1).clamp(min=0)  # as generate computes them
+    with torch.no_grad():
+        ref = eager(input_ids=fed, attention_mask=full_mask, position_ids=position_ids, output_attentions=True)
+    pats = acts.calls(name)
+    assert len(pats) == 4
+    torch.testing.assert_close(pats[0][0], ref.attentions[1][0, :, :6, :6], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pats[0][1, :, 3:], ref.attentions[1][1, :, 3:6, :6], rtol=1e-5, atol=1e-6)
+    for k, p in enumerate(pats[1:]):
+        q = 6 + k
+        assert p.shape == (2, 4, 1, q + 1)
+        torch.testing.assert_close(p, ref.attentions[1][:, :, q:q + 1, :q + 1], rtol=1e-5, atol=1e-6)
+        assert torch.all(p[1, ..., :3] == 0)  # padding gets no attention

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from conftest import make_model, tiny_tokenizer
 
 import shoestring
-from shoestring.models import load as load_module
 from shoestring.models.load import resolve_device, resolve_dtype
+
+load_module = importlib.import_module("shoestring.models.load")  # the package re-exports the function `load`
 
 
 def _one_line(excinfo) -> str:

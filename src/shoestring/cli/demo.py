@@ -81,15 +81,16 @@ def demo(
     console.print(f"\n[bold]{prompt}[/bold][cyan]{completion}[/cyan]   ({gen_s:.1f} s, {max_new_tokens} tokens)")
     console.print(f"captured {len(acts)} points over {result['captured']['forward_calls']} forward calls "
                   f"(prefill + decode steps): resid_post {tuple(resid.shape)}, {human_bytes(acts.nbytes())}")
-    t = Table(title=f"logit lens at the last prompt token ({tokens[-1]!r})")
-    for col in ("layer", "top token", "prob"):
+    _table(f"logit lens at the last prompt token ({tokens[-1]!r})", ("layer", "top token", "prob"),
+           [(str(r["layer"]), repr(r["top_token"]), f"{r['prob']:.3f}") for r in lens])
+    _table(f"layer {mid}: where the last prompt token attends (mean over heads)", ("token", "position", "weight"),
+           [(repr(r["token"]), str(r["position"]), f"{r['weight']:.3f}") for r in attention])
+
+
+def _table(title: str, columns, rows) -> None:
+    t = Table(title=title)
+    for col in columns:
         t.add_column(col)
-    for row in lens:
-        t.add_row(str(row["layer"]), repr(row["top_token"]), f"{row['prob']:.3f}")
-    console.print(t)
-    t = Table(title=f"layer {mid}: where the last prompt token attends (mean over heads)")
-    for col in ("token", "position", "weight"):
-        t.add_column(col)
-    for row in attention:
-        t.add_row(repr(row["token"]), str(row["position"]), f"{row['weight']:.3f}")
+    for row in rows:
+        t.add_row(*row)
     console.print(t)

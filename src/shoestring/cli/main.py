@@ -20,6 +20,7 @@ _ABORT = getattr(click_exc, "Abort", KeyboardInterrupt)
 from .demo import demo
 from .generate import generate
 from .models import info, models
+from .store import cache, plan
 
 app = typer.Typer(
     help="shoestring: observe, explain, intervene on, validate, compress and attack LLMs on one GPU or a laptop.",
@@ -31,6 +32,8 @@ app.command()(models)
 app.command()(info)
 app.command()(generate)
 app.command()(demo)
+app.command()(cache)
+app.command()(plan)
 
 
 def _fail(message: str) -> None:

@@ -9,9 +9,10 @@ import torch
 from ..errors import ShoestringError
 from .attention_tap import pattern_from_qk
 from .points import PointSpec
+from .registry import HookScope
 
 
-class Capture(Mapping):
+class Capture(HookScope, Mapping):
     """Activations of the hook points asked for, per forward call.
 
     Parameters
@@ -48,24 +49,11 @@ class Capture(Mapping):
         self.specs: list[PointSpec] = lm.resolve(names)
         self.detach, self.device, self.dtype, self.pos = detach, device, dtype, pos
         self._data: dict[str, list[torch.Tensor]] = {s.name: [] for s in self.specs}
-        self._removers: list = []
+        super().__init__()
 
-    # -- context ---------------------------------------------------------------------------
-    def __enter__(self) -> "Capture":
-        try:
-            for spec in self.specs:
-                self._removers.append(self.lm._registry.add(spec, self._callback(spec), edit=False))
-        except BaseException:
-            self._close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        while self._removers:
-            self._removers.pop()()
+    def _attach_all(self) -> None:
+        for spec in self.specs:
+            self._removers.append(self.lm._registry.add(spec, self._callback(spec), edit=False))
 
     # -- storing ---------------------------------------------------------------------------
     def _keep(self, spec: PointSpec, act: torch.Tensor) -> None:

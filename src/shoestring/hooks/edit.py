@@ -9,7 +9,7 @@ import torch
 
 from ..errors import ShoestringError
 from .points import PointSpec, _replace, _same
-from .registry import HookContext
+from .registry import HookContext, HookScope
 
 EditFn = Callable[..., torch.Tensor | None]
 
@@ -29,7 +29,7 @@ def replace_with(value: torch.Tensor) -> EditFn:
     return lambda act: value.to(act.dtype).to(act.device).expand_as(act).clone()
 
 
-class Edit:
+class Edit(HookScope):
     """Change activations while the block is open; every hook is removed on exit, even on error.
 
     Parameters
@@ -61,23 +61,14 @@ class Edit:
                         "edit attn.hook_z (per head), attn.hook_q/k/v or hook_attn_out instead",
                     )
                 self.plan.append((spec, fn))
-        self._removers: list = []
+        super().__init__()
 
-    def __enter__(self) -> "Edit":
-        try:
-            for spec, fn in self.plan:
-                self._attach(spec, fn)
-        except BaseException:
-            self._close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._close()
+    def _attach_all(self) -> None:
+        for spec, fn in self.plan:
+            self._attach(spec, fn)
 
     def _close(self) -> None:
-        while self._removers:
-            self._removers.pop()()
+        super()._close()
         self.lm._registry.pending.clear()
 
     def _attach(self, spec: PointSpec, fn) -> None:
@@ -106,15 +97,17 @@ class Edit:
         key = (id(self), spec.name)
 
         def edit_mid(raw):
-            new = apply(raw.clone())
+            act = spec.read(raw)  # [batch, pos, d_model], also where the MLP sees [batch * pos, d]
+            old = act.clone()
+            new = apply(act)
             ctx.call += 1
-            reg.pending[key] = new - raw
-            return new
+            reg.pending[key] = new - old
+            return spec.write(raw, new)
 
         def add_delta(raw):
             delta = reg.pending.pop(key, None)
-            return raw if delta is None else raw + delta
+            return raw if delta is None else raw + delta.reshape(raw.shape)
 
         out_spec = PointSpec(spec.name + "#branch", spec.layer, spec.propagate, "out", "", _same, _replace)
         self._removers.append(reg.add(spec, edit_mid, edit=True))
-        self._removers.append(reg.add(out_spec, add_delta, edit=True))
+        self._removers.append(reg.add(out_spec, add_delta, edit=True, post=True))

@@ -21,6 +21,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / (b.abs().max() + 1e-6))
 
 
+@torch.no_grad()
 def check_invariants(lm, input_ids: torch.Tensor | None = None, tol: float | None = None) -> dict:
     """Run every invariant on ``input_ids`` (default: 4 fixed tokens) and report relative errors.
 
@@ -42,10 +43,9 @@ def check_invariants(lm, input_ids: torch.Tensor | None = None, tol: float | Non
         for L in range(anat.n_layers)
     ]
     try:
-        with torch.no_grad():
-            plain = lm.model(input_ids=input_ids, output_hidden_states=True)
-            with lm.capture(list(lm.hook_points)) as acts:
-                logits = lm.model(input_ids=input_ids).logits
+        plain = lm.model(input_ids=input_ids, output_hidden_states=True)
+        with lm.capture(list(lm.hook_points)) as acts:
+            logits = lm.model(input_ids=input_ids).logits
     finally:
         for h in handles:
             h.remove()
@@ -67,8 +67,7 @@ def check_invariants(lm, input_ids: torch.Tensor | None = None, tol: float | Non
         v = v.repeat_interleave(anat.n_heads // anat.n_kv_heads, dim=2)  # GQA
         z = torch.einsum("bhqk,bkhd->bqhd", pattern.float(), v.float())
         errors[f"{b}.pattern@v=z"] = _rel(z, acts[f"{b}.attn.hook_z"])
-    with torch.no_grad():
-        relogits = lm.unembed(acts[f"blocks.{anat.n_layers - 1}.hook_resid_post"])
+    relogits = lm.unembed(acts[f"blocks.{anat.n_layers - 1}.hook_resid_post"])
     errors["unembed(resid_post[-1])=logits"] = _rel(relogits, plain.logits)
     failed = [k for k, v in errors.items() if not v <= tol]
     return {"errors": errors, "failed": failed, "ok": not failed, "tol": tol}

@@ -34,7 +34,8 @@ class PointSpec:
         The HF module hooked.
     where
         ``"in"`` (first input), ``"out"`` (output or ``output[0]``), ``"out1"`` (``output[1]``,
-        the eager attention pattern) or ``"attn"`` (the attention-function tap).
+        the eager attention pattern), ``"logits"`` (``output.logits`` of the whole model) or
+        ``"attn"`` (the attention-function tap).
     shape
         The activation's axes, e.g. ``"batch pos d_model"``.
     read, write
@@ -133,7 +134,11 @@ def build_points(anat: Anatomy) -> dict[str, PointSpec]:
         pts.append(PointSpec(name, layer, module, where, shape, read, write, **kw))
 
     add("hook_embed", None, anat.embed, "out", "batch pos d_model")
-    add("hook_pos_embed", None, anat.pos_embed, "out", "batch pos d_model")
+    if anat.pos_embed is not None:  # GPT-2 embeds positions as [1, pos, d]: show it per batch row
+        box: dict = {}
+        add("hook_pos_embed", None, anat.pos_embed, "out", "batch pos d_model",
+            read=lambda raw: raw.expand(box["shape"][0], *raw.shape[1:]) if raw.shape[0] == 1 else raw,
+            track=(anat.embed, box))
     for L in range(anat.n_layers):
         p = anat.block(L)
         b = f"blocks.{L}"
@@ -158,7 +163,8 @@ def build_points(anat: Anatomy) -> dict[str, PointSpec]:
         add(f"{b}.hook_mlp_out", L, p.mlp_branch_out, "out", "batch pos d_model", flat_mlp=True)
         add(f"{b}.hook_resid_post", L, p.block, "out", "batch pos d_model")
     add("ln_final.hook_normalized", None, anat.final_norm, "out", "batch pos d_model")
-    add("hook_logits", None, anat.unembed, "out", "batch pos d_vocab")
+    # The model's own logits (after Gemma 2's final soft-cap, which no module applies).
+    add("hook_logits", None, anat.root, "logits", "batch pos d_vocab")
     return {pt.name: pt for pt in pts}
 
 

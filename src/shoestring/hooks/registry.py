@@ -41,6 +41,10 @@ class _Slot:
     handle: object
     edits: list = field(default_factory=list)
     captures: list = field(default_factory=list)
+    post: list = field(default_factory=list)  # after captures: changes that belong to a later point
+
+    def lists(self):
+        return (self.edits, self.captures, self.post)
 
 
 def _first_input(args, kwargs):
@@ -58,13 +62,19 @@ class HookRegistry:
         self.pending: dict = {}  # resid_mid deltas waiting for the MLP branch output
 
     # -- public ---------------------------------------------------------------------------
-    def add(self, spec: PointSpec, fn: Callable, edit: bool) -> Callable[[], None]:
-        """Attach ``fn(raw_or_tensors)`` at ``spec``; returns its remover."""
+    def add(self, spec: PointSpec, fn: Callable, edit: bool, post: bool = False) -> Callable[[], None]:
+        """Attach ``fn(raw_or_tensors)`` at ``spec``; returns its remover.
+
+        ``edit`` callbacks run first and may return a new tensor; then captures; then ``post`` callbacks,
+        which may also return a new tensor (the ``hook_resid_mid`` delta, which captures at this point
+        must not see).
+        """
         if spec.where == "attn":
             impl = getattr(spec.module, "config", self.model.config)._attn_implementation or "eager"
             return add_tap(spec.module, impl, fn)
         slot = self._slot(spec.module, spec.where)
-        (slot.edits if edit else slot.captures).append(fn)
+        target = slot.post if post else (slot.edits if edit else slot.captures)
+        target.append(fn)
         untrack = None
         if spec.track is not None:
             block, box = spec.track
@@ -74,10 +84,9 @@ class HookRegistry:
         def remove():
             if untrack is not None:
                 untrack()
-            lst = slot.edits if edit else slot.captures
-            if fn in lst:
-                lst.remove(fn)
-            if not slot.edits and not slot.captures:
+            if fn in target:
+                target.remove(fn)
+            if not any(slot.lists()):
                 slot.handle.remove()
                 self._slots.pop((id(spec.module), spec.where), None)
 
@@ -104,6 +113,16 @@ class HookRegistry:
                 return args, {**kwargs, "hidden_states": new}
 
             slot.handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+        elif where == "logits":
+
+            def logits_hook(mod, args, output):
+                raw = output.logits
+                new = self._run(slot, raw)
+                if new is not raw:
+                    output["logits"] = new
+                return output
+
+            slot.handle = module.register_forward_hook(logits_hook)
         else:
             index = 1 if where == "out1" else 0
 
@@ -129,4 +148,37 @@ class HookRegistry:
                 raw = out
         for fn in slot.captures:
             fn(raw)
+        for fn in slot.post:
+            out = fn(raw)
+            if out is not None:
+                raw = out
         return raw
+
+
+class HookScope:
+    """Base of :class:`Capture` and :class:`Edit`: attach in ``__enter__``, detach everything in ``__exit__``.
+
+    A subclass implements :meth:`_attach_all`, which calls ``self._removers.append(...)`` for each
+    hook it adds. If attaching fails halfway, what was attached is removed before the error leaves.
+    """
+
+    def __init__(self):
+        self._removers: list = []
+
+    def _attach_all(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self._attach_all()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        while self._removers:
+            self._removers.pop()()

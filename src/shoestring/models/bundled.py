@@ -75,6 +75,7 @@ def _convert(src: Path, final: Path, progress: bool) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_NAME}-", dir=final.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the cache is shared like any other
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

@@ -13,7 +13,15 @@ from ..hooks import Capture, Edit, PointSpec, build_points
 from ..hooks.registry import HookRegistry
 from .anatomy import detect
 
-_CHECKED: set[str] = set()  # model classes whose hooks passed the 4-token self-check this process
+_CHECKED: set[str] = set()
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass early (caught by :meth:`LM.run_with_cache`)."""
+
+
+def _raise_stop(raw):
+    raise _StopForward  # model classes whose hooks passed the 4-token self-check this process
 
 
 class LM:
@@ -156,6 +164,44 @@ class LM:
             return self.model(**inputs, **kwargs).logits
 
     __call__ = forward
+
+    def run_with_cache(self, inputs, names, *, stop_early: bool = True, **capture_options):
+        """Run a forward pass and return ``(logits_or_None, acts)``.
+
+        With ``stop_early`` the forward stops right after the last block that holds a requested point
+        (then no logits are returned): caching layer 5 of 30 costs a fifth of a forward pass.
+        ``capture_options`` are those of :meth:`capture` (``device``, ``dtype``, ``pos``, ``detach``).
+        """
+        if isinstance(inputs, (str, list)):
+            inputs = self.tokenize(inputs)
+        if isinstance(inputs, torch.Tensor):
+            inputs = {"input_ids": inputs.to(self.device)}
+        capture = self.capture(names, **capture_options)
+        stop_spec = self._stop_point(capture.specs) if stop_early else None
+        logits = None
+        with capture, torch.set_grad_enabled(not capture_options.get("detach", True) and torch.is_grad_enabled()):
+            remove = None
+            if stop_spec is not None:
+                remove = self._registry.add(stop_spec, _raise_stop, edit=False, post=True)
+            try:
+                logits = self.model(**inputs).logits
+            except _StopForward:
+                pass
+            finally:
+                if remove is not None:
+                    remove()
+        return logits, capture
+
+    def _stop_point(self, specs) -> PointSpec | None:
+        """The block output after which nothing requested remains (None: run to the end)."""
+        if any(s.layer is None and s.name not in ("hook_embed", "hook_pos_embed") for s in specs):
+            return None  # ln_final / logits need the whole model
+        last = max((s.layer for s in specs if s.layer is not None), default=None)
+        if last is None:  # embeddings only: stop after the first block starts
+            return self.hook_points["blocks.0.hook_resid_pre"]
+        if last == self.n_layers - 1:
+            return None
+        return self.hook_points[f"blocks.{last}.hook_resid_post"]
 
     def generate(self, prompts, max_new_tokens: int = 32, chat: bool = False, do_sample: bool = False, **kwargs) -> list[str]:
         """Generate continuations for one or several prompts (batched, left-padded); returns the new text."""

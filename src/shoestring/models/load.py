@@ -41,7 +41,10 @@ def resolve_device(device: str | None) -> str:
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ShoestringError(f"device '{device}' is not available here (no CUDA GPU found)", "use --device cpu")
-        index = int(device.split(":")[1]) if ":" in device else 0
+        suffix = device.split(":", 1)[1] if ":" in device else "0"
+        if not suffix.isdigit():
+            raise ShoestringError(f"bad device '{device}'", "use cuda or cuda:N with N a GPU number")
+        index = int(suffix)
         if index >= torch.cuda.device_count():
             raise ShoestringError(f"device '{device}' does not exist", f"this machine has {torch.cuda.device_count()} GPU(s)")
         return device

@@ -70,6 +70,7 @@ class Anatomy:
     d_vocab: int
     parallel: bool
     logit_softcap: float | None
+    root: nn.Module | None = None  # the whole causal LM (its output carries the final logits)
 
     def block(self, layer: int) -> BlockParts:
         lay = self.layout
@@ -185,6 +186,7 @@ def detect(model: nn.Module) -> Anatomy:
         d_vocab=unembed.weight.shape[0],
         parallel=layout.is_parallel(config),
         logit_softcap=getattr(config, "final_logit_softcapping", None),
+        root=model,
     )
     down = anatomy.block(0).down
     anatomy.d_mlp = _in_features(down) if down is not None else getattr(config, "intermediate_size", None)

@@ -1,0 +1,210 @@
+"""Read an activation store: shuffled mini-batches across shards with prefetching, or random access.
+
+>>> store = ActivationStore("store/")  # doctest: +SKIP
+>>> for batch in store.batches("blocks.5.hook_resid_post", batch_size=4096):  # doctest: +SKIP
+...     ...  # batch: torch.Tensor [4096, 576] float16
+>>> store.get("blocks.5.hook_resid_post", [0, 17, 123456])  # rows by global token index  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from ..errors import ShoestringError, nearest
+from .manifest import Manifest
+
+
+class ActivationStore:
+    """A finished (or, with ``allow_partial``, an interrupted) store written by ``shoestring cache``."""
+
+    def __init__(self, path, allow_partial: bool = False):
+        self.path = Path(path)
+        self.manifest = Manifest.load(self.path)
+        m = self.manifest
+        if m.status != "done" and not allow_partial:
+            raise ShoestringError(
+                f"the store at {self.path} is incomplete ({m.n_tokens:,} of {m.target_tokens:,} tokens)",
+                "rerun the same `shoestring cache` command to resume it, or pass allow_partial=True",
+            )
+        self.starts = np.cumsum([0] + [s.n_tokens for s in m.shards])  # global index of each shard's first token
+        self._meta_cache: dict[str, np.ndarray] = {}
+
+    # -- facts --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def hooks(self) -> list[str]:
+        return list(self.manifest.hooks)
+
+    def width(self, hook: str) -> int:
+        return self.manifest.widths[self._hook(hook)]
+
+    def _hook(self, hook: str) -> str:
+        if hook not in self.manifest.widths:
+            hint = nearest(hook, self.manifest.widths)
+            raise ShoestringError(f"the store holds no '{hook}'", f"it holds {', '.join(self.manifest.hooks)}" + (f"; did you mean {hint[0]}?" if hint else ""))
+        if self.manifest.stats_only:
+            raise ShoestringError(f"the store at {self.path} keeps statistics only", "cache again without --stats-only to read activations")
+        return hook
+
+    def _file(self, i: int) -> str:
+        return str(self.path / self.manifest.shards[i].file)
+
+    def _load(self, i: int, key: str) -> np.ndarray:
+        with safe_open(self._file(i), framework="numpy") as f:
+            return f.get_tensor(key)
+
+    def _meta(self, key: str) -> np.ndarray:
+        if key not in self._meta_cache:
+            parts = [self._load(i, key) for i in range(len(self.manifest.shards))]
+            self._meta_cache[key] = np.concatenate(parts) if parts else np.empty(0, np.int32)
+        return self._meta_cache[key]
+
+    def tokens(self) -> np.ndarray:
+        """Token id of every cached position, ``[n_tokens]``."""
+        return self._meta("tokens")
+
+    def doc_ids(self) -> np.ndarray:
+        return self._meta("doc_ids")
+
+    def positions(self) -> np.ndarray:
+        return self._meta("positions")
+
+    def norms(self, hook: str) -> np.ndarray:
+        return self._meta(f"norm:{hook}")
+
+    # -- random access ------------------------------------------------------------------------
+    def get(self, hook: str, index: int | Sequence[int] | np.ndarray) -> torch.Tensor:
+        """Rows ``[len(index), width]`` (or ``[width]`` for an int) by global token index."""
+        key = f"act:{self._hook(hook)}"
+        idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise ShoestringError(f"token index out of range (the store holds {len(self):,} tokens)", f"use 0 to {len(self) - 1}")
+        shard = np.searchsorted(self.starts, idx, side="right") - 1
+        out = np.empty((idx.size, self.width(hook)), dtype=self._dtype())
+        for s in np.unique(shard):
+            sel = np.nonzero(shard == s)[0]
+            with safe_open(self._file(int(s)), framework="numpy") as f:
+                sl = f.get_slice(key)
+                local = idx[sel] - self.starts[s]
+                lo, hi = int(local.min()), int(local.max()) + 1
+                out[sel] = sl[lo:hi][local - lo]
+        t = torch.from_numpy(out)
+        return t[0] if np.isscalar(index) or np.ndim(index) == 0 else t
+
+    def _dtype(self):
+        return np.float16 if self.manifest.dtype == "float16" else np.float32
+
+    # -- shuffled batches ---------------------------------------------------------------------
+    def _keep(self, i: int, skip_bos: bool, skip_special: bool) -> np.ndarray | None:
+        if not (skip_bos or skip_special):
+            return None
+        tokens = self._load(i, "tokens")
+        drop = set(self.manifest.meta.get("special_ids", [])) if skip_special else set()
+        if skip_bos and self.manifest.meta.get("bos_token_id") is not None:
+            drop.add(self.manifest.meta["bos_token_id"])
+        return ~np.isin(tokens, list(drop)) if drop else None
+
+    def batches(
+        self,
+        hook: str,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        epochs: int = 1,
+        skip_bos: bool = False,
+        skip_special: bool = False,
+        mix_shards: int = 2,
+        prefetch: int = 2,
+        drop_last: bool = False,
+    ) -> Iterator[torch.Tensor]:
+        """Mini-batches ``[batch_size, width]`` (the last one may be smaller unless ``drop_last``).
+
+        Shuffling permutes the shard order each epoch, pools ``mix_shards`` shards at a time and
+        permutes their rows; a background thread loads the next pool while you train.
+        """
+        key = f"act:{self._hook(hook)}"
+        if batch_size < 1:
+            raise ShoestringError(f"batch size {batch_size} is not positive", "use a batch size of 1 or more")
+
+        def pools():
+            rng = np.random.default_rng(seed)
+            n = len(self.manifest.shards)
+            for _ in range(epochs):
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                for a in range(0, n, max(1, mix_shards)):
+                    parts = []
+                    for i in order[a : a + mix_shards]:
+                        x = self._load(int(i), key)
+                        keep = self._keep(int(i), skip_bos, skip_special)
+                        parts.append(x if keep is None else x[keep])
+                    pool = np.concatenate(parts) if len(parts) > 1 else parts[0]
+                    yield pool[rng.permutation(len(pool))] if shuffle else pool
+
+        carry = None
+        for pool in _prefetched(pools(), prefetch):
+            if carry is not None and len(carry):
+                pool = np.concatenate([carry, pool])
+            full = len(pool) - len(pool) % batch_size
+            for a in range(0, full, batch_size):
+                yield torch.from_numpy(pool[a : a + batch_size])
+            carry = pool[full:]
+        if carry is not None and len(carry) and not drop_last:
+            yield torch.from_numpy(carry)
+
+    # -- integrity ----------------------------------------------------------------------------
+    def verify(self) -> list[str]:
+        """Recompute every shard's checksum; returns the files that do not match (empty: all good)."""
+        bad = []
+        for i, shard in enumerate(self.manifest.shards):
+            h = hashlib.blake2b(digest_size=16)
+            with safe_open(self._file(i), framework="numpy") as f:
+                for key in sorted(f.keys()):
+                    h.update(key.encode())
+                    h.update(np.ascontiguousarray(f.get_tensor(key)).view(np.uint8).data)
+            if h.hexdigest() != shard.checksum:
+                bad.append(shard.file)
+        return bad
+
+
+def _prefetched(iterator, depth: int):
+    """Run ``iterator`` in a background thread, ``depth`` items ahead."""
+    if depth <= 0:
+        yield from iterator
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                q.put(item)
+        except BaseException as err:  # surfaced in the consumer
+            q.put(err)
+        q.put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

@@ -1,0 +1,69 @@
+"""A caching run killed with SIGKILL mid-shard resumes into exactly the store an uninterrupted run makes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from store_helpers import T_CTX, random_batches, tiny_lm
+
+from shoestring.store import ActivationStore, Manifest, cache_activations
+
+HOOKS = ["blocks.1.hook_resid_post", "blocks.2.mlp.hook_post"]
+KW = dict(hooks=HOOKS, target_tokens=T_CTX * 4 * 24, context_length=T_CTX, shard_tokens=T_CTX * 8, topk=2)
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {helpers!r})
+    from store_helpers import random_batches, tiny_lm
+    from shoestring.store import cache_activations
+
+    def slow(skip=0):
+        for b in random_batches(skip=skip):
+            time.sleep(0.15)  # a slow forward pass: the kill lands inside a shard
+            yield b
+
+    cache_activations(tiny_lm(), slow(), out={out!r}, progress=False,
+                      skip_contexts_fn=lambda n: slow(skip=n), **{kw!r})
+    """
+)
+
+
+def _run_and_kill(out: Path, after_shards: int) -> None:
+    code = SCRIPT.format(helpers=str(Path(__file__).parent), out=str(out), kw=KW)
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "manifest.json").exists() and len(Manifest.load(out).shards) >= after_shards:
+                time.sleep(0.35)  # 2-3 batches into the next shard (a shard is 2 batches of 4 contexts)
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+
+
+def test_kill_9_mid_shard_then_resume_equals_uninterrupted(tmp_path):
+    ref = cache_activations(tiny_lm(), random_batches(), out=tmp_path / "ref", progress=False, **KW)
+    out = tmp_path / "killed"
+    _run_and_kill(out, after_shards=2)
+    killed = Manifest.load(out)
+    assert killed.status == "running" and 2 <= len(killed.shards) < len(ref.shards)
+    _run_and_kill(out, after_shards=len(killed.shards) + 2)  # and once more, later
+    resumed = cache_activations(tiny_lm(), random_batches(), out=out, progress=False,
+                                skip_contexts_fn=lambda n: random_batches(skip=n), **KW)
+    assert resumed.status == "done"
+    assert [s.checksum for s in resumed.shards] == [s.checksum for s in ref.shards]
+    assert [s.first_context for s in resumed.shards] == [s.first_context for s in ref.shards]
+    a, b = ActivationStore(tmp_path / "ref"), ActivationStore(out)
+    assert (a.tokens() == b.tokens()).all() and len(a) == len(b)  # no token twice, none missing
+    assert b.verify() == []
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
