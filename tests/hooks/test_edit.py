@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_lm, no_hooks_left, random_ids, snapshot, state_equal
+from tiny_models import make_lm, no_hooks_left, random_ids, snapshot, state_equal
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 import shoestring

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_lm, no_hooks_left, tiny_tokenizer
+from tiny_models import make_lm, no_hooks_left, tiny_tokenizer
 
 import shoestring
 
@@ -120,7 +120,7 @@ def test_lm_generate_and_tokenize_with_a_tokenizer():
 @pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text", "phi3"])
 def test_decode_step_patterns_match_eager_with_left_padding(family):
     """Each decode step's pattern (sdpa model, tapped) equals the matching row of an eager forward."""
-    from conftest import make_model
+    from tiny_models import make_model
 
     lm = make_lm(family, "sdpa", pad_token_id=1)
     eager = make_model(family, "eager", pad_token_id=1)

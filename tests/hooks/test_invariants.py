@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import family_impls, make_lm, make_model, random_ids
+from tiny_models import family_impls, make_lm, make_model, random_ids
 
 import shoestring
 from shoestring.hooks.invariants import check_invariants

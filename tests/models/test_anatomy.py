@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 import torch.nn as nn
-from conftest import FAMILIES, HEADS, HIDDEN, KV_HEADS, LAYERS, VOCAB, make_lm, make_model
+from tiny_models import FAMILIES, HEADS, HIDDEN, KV_HEADS, LAYERS, VOCAB, make_lm, make_model
 
 import shoestring
 from shoestring.models.anatomy import LAYOUTS, Layout, detect, register

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 import torch
-from conftest import make_model, tiny_tokenizer
+from tiny_models import make_model, tiny_tokenizer
 
 import shoestring
 from shoestring.models.load import resolve_device, resolve_dtype

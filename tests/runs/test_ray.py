@@ -6,7 +6,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="needs the [ray] extra")
 
-from shoestring.runs import run_sweep  # noqa: E402
+from shoestring.errors import ShoestringError  # noqa: E402
+from shoestring.runs import RayExecutor, run_sweep  # noqa: E402
+from shoestring.runs.runner import make_job  # noqa: E402
 
 SPEC = """
 [sweep]
@@ -43,20 +45,16 @@ def test_ray_matches_local(write_spec, tmp_path):
     assert _table(remote) == _table(local)
     assert [r["status"] for r in remote] == ["done"] * 4 + ["failed"]
     assert remote[4]["error"] == "ValueError: n must be positive, got 0"
-    again = run_sweep(spec, root=tmp_path / "ray")  # only the failed run goes back to Ray
-    assert [r["skipped"] for r in again] == [True] * 4 + [False]
 
-
-def test_ray_resources_that_cannot_fit_fail_fast(write_spec, tmp_path):
-    from shoestring.errors import ShoestringError
-    from shoestring.runs import RayExecutor
-    from shoestring.runs.runner import make_job
-
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # an instance the test started: the executor joins it and leaves it running
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        again = run_sweep(spec, root=tmp_path / "ray")  # only the failed run goes back to Ray
+        assert [r["skipped"] for r in again] == [True] * 4 + [False] and again[4]["attempt"] == 2
+        assert ray.is_initialized()
         job = make_job("monte-carlo-pi", {"n": 10}, tmp_path, resources={"cpus": 1, "gpus": 4})
         with pytest.raises(ShoestringError, match=r"resources.gpus = 4 per run, but the Ray cluster has 0"):
-            list(RayExecutor().execute([job]))
-        assert ray.is_initialized()  # an instance it did not start is left running
+            list(RayExecutor().execute([job]))  # Ray would wait forever; we say so at once
     finally:
         ray.shutdown()
+

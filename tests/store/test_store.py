@@ -12,6 +12,11 @@ from shoestring.store.stats import StatsCollector
 
 from store_helpers import T_CTX, random_batches, tiny_lm
 
+
+@pytest.fixture
+def lm():
+    return tiny_lm()
+
 HOOKS = ["blocks.1.hook_resid_post", "blocks.0.mlp.hook_post"]
 KW = dict(hooks=HOOKS, target_tokens=T_CTX * 4 * 20, context_length=T_CTX, shard_tokens=T_CTX * 8, progress=False)
 

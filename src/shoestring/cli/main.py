@@ -20,6 +20,7 @@ _ABORT = getattr(click_exc, "Abort", KeyboardInterrupt)
 from .demo import demo
 from .generate import generate
 from .models import info, models
+from .runs import runs_app, sweep
 from .store import cache, plan
 
 app = typer.Typer(
@@ -34,6 +35,8 @@ app.command()(generate)
 app.command()(demo)
 app.command()(cache)
 app.command()(plan)
+app.command()(sweep)
+app.add_typer(runs_app, name="runs")
 
 
 def _fail(message: str) -> None:

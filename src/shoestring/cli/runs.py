@@ -109,20 +109,26 @@ def sweep(spec: str = typer.Argument(..., help="sweep spec, a .toml file (see do
 
     from ..runs import run_sweep
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=json_out, disable=json_out) as bar:
-        state = {}
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err_console, disable=json_out)
+    state = {}
 
-        def on_start(total: int, todo: int) -> None:
-            state["task"] = bar.add_task(f"sweep ({total - todo} done before)", total=todo)
+    def on_start(total: int, todo: int) -> None:  # shown only once the spec is valid: errors stay one line
+        bar.start()
+        state["task"] = bar.add_task(f"sweep ({total - todo} done before)", total=todo)
 
-        def on_result(row: dict) -> None:
-            bar.advance(state["task"])
-            mark = "[green]done[/]" if row["status"] == "done" else f"[red]{row['status']}[/] {row.get('error') or ''}"
+    def on_result(row: dict) -> None:
+        bar.advance(state["task"])
+        mark = "[green]done[/]" if row["status"] == "done" else f"[red]{row['status']}[/] {row.get('error') or ''}"
+        if not json_out:
             bar.console.print(f"{row['id']}: {mark}")
 
+    try:
         rows = run_sweep(spec, executor=executor, root=root, max_parallel=max_parallel, address=address,
                          on_start=on_start, on_result=on_result)
+    finally:
+        if state:
+            bar.stop()
     if json_out:
         return emit_json(rows)
     metric_keys = list(dict.fromkeys(k for r in rows for k in r["metrics"]))

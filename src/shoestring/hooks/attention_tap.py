@@ -13,12 +13,17 @@ import sys
 from typing import Callable
 
 import torch
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 _MISSING = object()
 _taps: dict[int, list[Callable]] = {}  # id(attention module) -> callbacks
 _installed: dict[str, object] = {}  # impl name -> the local mapping entry it replaced
 _count: dict[str, int] = {}
+
+
+def _interface():
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # lazy: keeps `import shoestring` light
+
+    return ALL_ATTENTION_FUNCTIONS
 
 
 def _original(impl: str, module) -> Callable:
@@ -27,7 +32,7 @@ def _original(impl: str, module) -> Callable:
         return prev
     if impl == "eager":
         return sys.modules[type(module).__module__].eager_attention_forward
-    return type(ALL_ATTENTION_FUNCTIONS)._global_mapping[impl]
+    return type(_interface())._global_mapping[impl]
 
 
 def _make_wrapper(impl: str) -> Callable:
@@ -46,9 +51,10 @@ def add_tap(module, impl: str, callback: Callable) -> Callable[[], None]:
 
     Returns a function that removes the tap.
     """
+    mapping = _interface()._local_mapping
     if _count.get(impl, 0) == 0:
-        _installed[impl] = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl, None)
-        ALL_ATTENTION_FUNCTIONS._local_mapping[impl] = _make_wrapper(impl)
+        _installed[impl] = mapping.get(impl, None)
+        mapping[impl] = _make_wrapper(impl)
     _count[impl] = _count.get(impl, 0) + 1
     _taps.setdefault(id(module), []).append(callback)
 
@@ -62,9 +68,9 @@ def add_tap(module, impl: str, callback: Callable) -> Callable[[], None]:
             if _count[impl] == 0:
                 prev = _installed.pop(impl)
                 if prev is None:
-                    ALL_ATTENTION_FUNCTIONS._local_mapping.pop(impl, None)
+                    mapping.pop(impl, None)
                 else:
-                    ALL_ATTENTION_FUNCTIONS._local_mapping[impl] = prev
+                    mapping[impl] = prev
 
     return remove
 

@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -36,6 +38,7 @@ class ActivationStore:
             )
         self.starts = np.cumsum([0] + [s.n_tokens for s in m.shards])  # global index of each shard's first token
         self._meta_cache: dict[str, np.ndarray] = {}
+        self._headers: dict[int, tuple[int, dict]] = {}
 
     # -- facts --------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -60,8 +63,17 @@ class ActivationStore:
         return str(self.path / self.manifest.shards[i].file)
 
     def _load(self, i: int, key: str) -> np.ndarray:
-        with safe_open(self._file(i), framework="numpy") as f:
-            return f.get_tensor(key)
+        return np.array(self._mmap(i, key))
+
+    def _mmap(self, i: int, key: str) -> np.ndarray:
+        """A read-only memory map of one tensor of shard ``i`` (no copy; pages come from disk on use)."""
+        if i not in self._headers:
+            self._headers[i] = _header(self._file(i))
+        base, entries = self._headers[i]
+        dtype, shape, start, end = entries[key]
+        if end == start:
+            return np.empty(shape, dtype=dtype)
+        return np.memmap(self._file(i), dtype=dtype, mode="r", offset=base + start, shape=tuple(shape))
 
     def _meta(self, key: str) -> np.ndarray:
         if key not in self._meta_cache:
@@ -93,11 +105,7 @@ class ActivationStore:
         out = np.empty((idx.size, self.width(hook)), dtype=self._dtype())
         for s in np.unique(shard):
             sel = np.nonzero(shard == s)[0]
-            with safe_open(self._file(int(s)), framework="numpy") as f:
-                sl = f.get_slice(key)
-                local = idx[sel] - self.starts[s]
-                lo, hi = int(local.min()), int(local.max()) + 1
-                out[sel] = sl[lo:hi][local - lo]
+            out[sel] = self._mmap(int(s), key)[idx[sel] - self.starts[s]]
         t = torch.from_numpy(out)
         return t[0] if np.isscalar(index) or np.ndim(index) == 0 else t
 
@@ -140,16 +148,25 @@ class ActivationStore:
         def pools():
             rng = np.random.default_rng(seed)
             n = len(self.manifest.shards)
+            width = self.width(hook)
             for _ in range(epochs):
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 for a in range(0, n, max(1, mix_shards)):
                     parts = []
                     for i in order[a : a + mix_shards]:
-                        x = self._load(int(i), key)
                         keep = self._keep(int(i), skip_bos, skip_special)
-                        parts.append(x if keep is None else x[keep])
-                    pool = np.concatenate(parts) if len(parts) > 1 else parts[0]
-                    yield pool[rng.permutation(len(pool))] if shuffle else pool
+                        parts.append((self._mmap(int(i), key), None if keep is None else np.nonzero(keep)[0]))
+                    total = sum(len(m) if k is None else len(k) for m, k in parts)
+                    pool = np.empty((total, width), dtype=self._dtype())
+                    # Read each shard front to back (sequential IO) and scatter its rows to random
+                    # places of the pool: one pass over the data, shuffled as it lands.
+                    dest = rng.permutation(total) if shuffle else np.arange(total)
+                    at = 0
+                    for mm, keep in parts:
+                        n_rows = len(mm) if keep is None else len(keep)
+                        _scatter(pool, dest[at : at + n_rows], mm, keep)
+                        at += n_rows
+                    yield pool
 
         carry = None
         for pool in _prefetched(pools(), prefetch):
@@ -175,6 +192,25 @@ class ActivationStore:
             if h.hexdigest() != shard.checksum:
                 bad.append(shard.file)
         return bad
+
+
+_POOL: ThreadPoolExecutor | None = None
+_CHUNK = 1 << 15  # rows per scatter task
+
+
+def _scatter(pool: np.ndarray, dest: np.ndarray, src: np.ndarray, keep: np.ndarray | None) -> None:
+    """``pool[dest] = src[keep]`` in row chunks on a thread pool (numpy releases the GIL while copying)."""
+    global _POOL
+    n = len(dest)
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="store-read")
+
+    def work(a: int) -> None:
+        b = min(a + _CHUNK, n)
+        pool[dest[a:b]] = src[a:b] if keep is None else src[keep[a:b]]
+
+    for f in [_POOL.submit(work, a) for a in range(0, n, _CHUNK)]:
+        f.result()
 
 
 def _prefetched(iterator, depth: int):
@@ -208,3 +244,19 @@ def _prefetched(iterator, depth: int):
             yield item
     finally:
         stop.set()
+
+
+_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I32": np.int32, "I64": np.int64,
+           "U8": np.uint8, "I8": np.int8, "BOOL": np.bool_}
+
+
+def _header(path: str) -> tuple[int, dict]:
+    """Byte offset of the data and ``{key: (dtype, shape, start, end)}`` from a safetensors header."""
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    entries = {k: (_DTYPES[v["dtype"]], v["shape"], *v["data_offsets"]) for k, v in header.items() if k != "__metadata__"}
+    return 8 + n, entries
