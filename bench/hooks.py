@@ -35,6 +35,7 @@ RESULTS = HERE / "results" / "hooks.json"
 sys.path.insert(0, str(HERE))
 
 import _anchors  # noqa: E402
+from _common import interleave, paired_ratio, stats, write_atomic  # noqa: E402
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
@@ -66,46 +67,7 @@ def _reexec() -> None:
 # timing
 
 
-def interleave(contenders: dict, repeats: int, budget_s: float = 1e9, min_repeats: int = 5,
-               warmup: int = 0) -> dict[str, list[float]]:
-    """Run every contender ``warmup`` times, then up to ``repeats`` rounds of one call each, interleaved.
 
-    (The correctness check just before runs every contender once: that call is the warm-up.)
-
-    Rounds stop early once ``budget_s`` seconds have gone by (never before ``min_repeats`` rounds),
-    so the whole bench stays within its time on a slow or busy machine.
-    """
-    names = list(contenders)
-    for _ in range(warmup):
-        for k in names:
-            contenders[k]()
-    times: dict[str, list[float]] = {k: [] for k in names}
-    start = time.perf_counter()
-    for r in range(repeats):
-        if r >= min_repeats and time.perf_counter() - start > budget_s:
-            break
-        s = r % len(names)
-        for k in names[s:] + names[:s]:
-            gc.collect()
-            t0 = time.perf_counter()
-            contenders[k]()
-            times[k].append(time.perf_counter() - t0)
-    return times
-
-
-def stats(samples: list[float]) -> dict:
-    return {
-        "median_s": round(statistics.median(samples), 6),
-        "min_s": round(min(samples), 6),
-        "max_s": round(max(samples), 6),
-        "n": len(samples),
-        "samples_s": [round(x, 6) for x in samples],
-    }
-
-
-def paired_ratio(a: list[float], b: list[float]) -> float:
-    """Median over rounds of a[i] / b[i] (same round, adjacent calls: less sensitive to drift)."""
-    return round(statistics.median(x / y for x, y in zip(a, b)), 4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,18 +481,6 @@ def table(models: dict) -> str:
                     lines.append(f"  {rk:<44}{'':>11}{'':>9}{'':>9}{'':>4}{v:>11}")
     return "\n".join(lines)
 
-
-def write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run(args) -> int:

@@ -151,8 +151,11 @@ def _fake_transformers(monkeypatch, fail: bool = False):
         def from_pretrained(*a, **k):
             return FakeTok()
 
-    monkeypatch.setattr(transformers, "AutoModelForCausalLM", AutoModel)
-    monkeypatch.setattr(transformers, "AutoTokenizer", AutoTok)
+    # Patch the live module: transformers 5 swaps sys.modules["transformers"] for a new lazy module
+    # the first time a model is built, so the object imported at the top of this file may be stale.
+    live = sys.modules["transformers"]
+    monkeypatch.setattr(live, "AutoModelForCausalLM", AutoModel)
+    monkeypatch.setattr(live, "AutoTokenizer", AutoTok)
 
 
 def test_convert_writes_complete_folder_and_replaces_stale_one(home, monkeypatch, capsys):

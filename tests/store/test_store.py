@@ -193,3 +193,22 @@ def test_stats_only_keeps_no_activations(lm, tmp_path):
     assert len(store.tokens()) == len(store)
     size = sum(f.stat().st_size for f in (tmp_path / "s").glob("shard-*"))
     assert size < len(store) * 40  # tokens, ids, positions and norms only
+
+
+def test_top_contexts_and_directions(lm, tmp_path):
+    directions = {HOOKS[0]: torch.eye(32)[:3] * 2.0}  # three directions: 2 x the first three axes
+    cache_activations(lm, random_batches(), out=tmp_path / "s", topk=4, directions=directions, **KW)
+    store = ActivationStore(tmp_path / "s")
+    x = torch.cat(list(store.batches(HOOKS[0], 10_000, shuffle=False))).float()
+    top = store.top_contexts(HOOKS[0], unit=1, window=3)
+    assert len(top) == 4
+    assert [t["token_index"] for t in top] == x[:, 1].topk(4).indices.tolist()
+    assert abs(top[0]["value"] - 2 * float(x[:, 1].max())) < 0.05
+    for t in top:
+        assert t["tokens"][-1] == int(store.tokens()[t["token_index"]]) and len(t["tokens"]) <= 4
+    neurons = store.top_contexts(HOOKS[1], unit=5)  # no direction given: per column
+    assert len(neurons) == 4
+    with pytest.raises(ShoestringError, match="out of range"):
+        store.top_contexts(HOOKS[0], unit=3)
+    with pytest.raises(ShoestringError, match="shape"):
+        cache_activations(lm, random_batches(), out=tmp_path / "t", topk=2, directions={HOOKS[0]: torch.ones(2, 7)}, **KW)

@@ -44,6 +44,7 @@ class LM:
         self.anatomy = detect(model)
         self.hook_points: dict[str, PointSpec] = build_points(self.anatomy)
         self._registry = HookRegistry(model)
+        self._resolved: dict[tuple, tuple] = {}  # names -> specs (a glob is matched once)
         if tokenizer is not None and tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         key = f"{type(model).__name__}/{model.config._attn_implementation}"
@@ -105,6 +106,9 @@ class LM:
         """Names or glob patterns -> hook point specs; a clear error for unknown names or layers."""
         if isinstance(names, str):
             names = [names]
+        key = tuple(names) if all(isinstance(n, str) for n in names) else None
+        if key is not None and key in self._resolved:
+            return list(self._resolved[key])
         out: dict[str, PointSpec] = {}
         for name in names:
             if name in self.hook_points:
@@ -126,6 +130,8 @@ class LM:
                     (f"did you mean {', '.join(hint)}?" if hint else "see `shoestring info MODEL` for the list"),
                 )
             out.update((n, self.hook_points[n]) for n in matched)
+        if key is not None:
+            self._resolved[key] = tuple(out.values())
         return list(out.values())
 
     def capture(self, names, **options) -> Capture:

@@ -7,6 +7,7 @@ offline. The others are hub ids: they load where there is network (or a warm HF 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ..registry import add
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -21,10 +22,8 @@ class Alias:
 ALIASES: dict[str, Alias] = {}
 
 
-def register(alias: Alias) -> None:
-    if alias.name in ALIASES:
-        raise ValueError(f"alias {alias.name!r} is registered twice")
-    ALIASES[alias.name] = alias
+def register(alias: Alias) -> Alias:
+    return add(ALIASES, alias.name, alias, "alias")
 
 
 for _a in (

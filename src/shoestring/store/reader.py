@@ -179,6 +179,38 @@ class ActivationStore:
         if carry is not None and len(carry) and not drop_last:
             yield torch.from_numpy(carry)
 
+    # -- statistics ---------------------------------------------------------------------------
+    def stats(self):
+        """The running statistics saved with the store (``--stats-only`` or ``--topk``)."""
+        from .stats import StatsCollector
+
+        m = self.manifest
+        if not (m.stats_only or m.meta.get("topk")):
+            raise ShoestringError(f"the store at {self.path} kept no statistics", "cache with --topk K or --stats-only")
+        k = int(m.meta.get("topk") or 0)
+        dirs = {h: torch.zeros(n, m.widths[h]) for h, n in m.meta.get("directions", {}).items()}
+        return StatsCollector.open(self.path, m.widths, topk=k, upto_context=m.n_contexts, directions=dirs)
+
+    def top_contexts(self, hook: str, unit: int, window: int = 8) -> list[dict]:
+        """The top-k tokens of ``unit`` (a neuron / column, or a direction's row): value, token index,
+        and the token ids of ``window`` tokens before it up to it (decode them with the tokenizer)."""
+        top = self.stats().top.get(hook)
+        if top is None:
+            raise ShoestringError(f"no top-k statistics for '{hook}'", f"cache with --topk K; hooks: {self.hooks}")
+        if not 0 <= unit < top.values.shape[0]:
+            raise ShoestringError(f"unit {unit} is out of range", f"{hook} has {top.values.shape[0]} units: 0 to {top.values.shape[0] - 1}")
+        tokens, docs = self.tokens(), self.doc_ids()
+        out = []
+        for value, index in zip(top.values[unit].tolist(), top.index[unit].tolist()):
+            if index < 0:
+                continue
+            start = max(0, index - window)
+            ctx_start = (index // self.manifest.context_length) * self.manifest.context_length
+            start = max(start, ctx_start)  # stay inside the context the model saw
+            out.append({"value": value, "token_index": index, "doc_id": int(docs[index]),
+                        "tokens": tokens[start : index + 1].tolist()})
+        return out
+
     # -- integrity ----------------------------------------------------------------------------
     def verify(self) -> list[str]:
         """Recompute every shard's checksum; returns the files that do not match (empty: all good)."""

@@ -117,9 +117,10 @@ class StatsCollector:
                 (folder / f"{old.stem}.safetensors").unlink(missing_ok=True)
 
     @classmethod
-    def open(cls, folder: Path, widths: dict[str, int], topk: int = 0, upto_context: int = 0) -> "StatsCollector":
+    def open(cls, folder: Path, widths: dict[str, int], topk: int = 0, upto_context: int = 0,
+             directions: dict[str, torch.Tensor] | None = None) -> "StatsCollector":
         """A fresh collector, or the saved one that covers exactly ``upto_context`` contexts."""
-        stats = cls(widths, topk)
+        stats = cls(widths, topk, directions)
         if upto_context == 0:
             return stats
         name = Path(folder) / f"stats-{upto_context:09d}"

@@ -127,6 +127,7 @@ def cache_activations(
     progress: bool = True,
     skip_contexts_fn=None,
     meta: dict | None = None,
+    directions: dict[str, torch.Tensor] | None = None,
 ) -> Manifest:
     """Cache ``hooks`` for ``target_tokens`` tokens into ``out``; resume if ``out`` holds a partial store.
 
@@ -141,6 +142,9 @@ def cache_activations(
         ``[token, width]`` (per-head points become ``head * d_head``).
     stats_only
         Keep running statistics (mean, variance, norms, top-k contexts) but not the activations.
+    topk, directions
+        Keep the ``topk`` largest activations per unit: per column of each hook, or, for a hook in
+        ``directions``, per row of that ``[m, width]`` matrix (projections onto those directions).
     """
     out = Path(out)
     if dtype not in ("float16", "float32"):
@@ -183,7 +187,17 @@ def cache_activations(
         manifest.save(out)
         return manifest
 
-    stats = StatsCollector.open(out, widths, topk=topk, upto_context=done_ctx) if (stats_only or topk) else None
+    if directions:
+        unknown = set(directions) - set(hooks)
+        if unknown:
+            raise ShoestringError(f"directions given for hooks not cached: {sorted(unknown)}", f"cached hooks: {hooks}")
+        for h, d in directions.items():
+            if d.ndim != 2 or d.shape[1] != widths[h]:
+                raise ShoestringError(f"directions for {h} have shape {tuple(d.shape)}", f"use [m, {widths[h]}]")
+        manifest.meta["directions"] = {h: int(d.shape[0]) for h, d in directions.items()}
+    stats = (StatsCollector.open(out, widths, topk=topk, upto_context=done_ctx, directions=directions)
+             if (stats_only or topk) else None)
+    manifest.meta["topk"] = topk
     stream = _contexts(batches, done_ctx, skip_contexts_fn)
     np_dtype = NP_DTYPES[dtype]
     torch_dtype = getattr(torch, dtype)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from . import austen, bible, stdlib
+from ...registry import add
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,7 @@ BUILTINS: dict[str, Builtin] = {}
 
 
 def register(builtin: Builtin) -> Builtin:
-    if builtin.name in BUILTINS:
-        raise ValueError(f"built-in corpus {builtin.name!r} is registered twice")
-    BUILTINS[builtin.name] = builtin
-    return builtin
+    return add(BUILTINS, builtin.name, builtin, "built-in corpus")
 
 
 register(Builtin("stdlib-code", "Python standard library sources (.py, no test suites); one file = one document",

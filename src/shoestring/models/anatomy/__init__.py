@@ -16,16 +16,14 @@ import torch.nn as nn
 from ...errors import ShoestringError
 from .base import Layout, get_path, is_norm
 from . import gemma2, gpt2, gpt_neox, gptj, llama, mixtral, olmo2, opt, phi, phi3
+from ...registry import add
 
 LAYOUTS: dict[str, Layout] = {}
 
 
 def register(layout: Layout) -> Layout:
     """Add a layout; a duplicate name raises."""
-    if layout.name in LAYOUTS:
-        raise ValueError(f"layout {layout.name!r} is registered twice")
-    LAYOUTS[layout.name] = layout
-    return layout
+    return add(LAYOUTS, layout.name, layout, "layout")
 
 
 for _mod in (gemma2, olmo2, phi3, mixtral, llama, gpt2, gpt_neox, gptj, opt, phi):
