@@ -122,3 +122,15 @@ def test_demo_json(capsys):
     assert data["captured"]["forward_calls"] == 4
     assert data["logit_lens"][-1]["layer"] == 29 and data["logit_lens"][-1]["top_token"].strip() == "Paris"
     assert abs(sum(r["weight"] for r in data["attention_of_last_prompt_token"])) <= 1.0 + 1e-4
+
+
+@pytest.mark.slow
+def test_first_use_conversion_keeps_errors_one_line(capsys, tmp_path, monkeypatch):
+    """In an empty SHOESTRING_HOME the bundled GGUF is converted for real; the error that follows is
+    still the only line on stderr (no progress bars from the GGUF loader), and the cache is complete."""
+    monkeypatch.setenv("SHOESTRING_HOME", str(tmp_path / "home"))
+    code, out, err = run(capsys, "generate", "smollm2-135m", "hi", "-n", "1", "--capture", "blocks.0.hook_resid_pst")
+    assert_one_line_error(code, err, "unknown hook point")
+    assert out == ""
+    cache = tmp_path / "home" / "models" / "smollm2-135m-instruct-q4_1"
+    assert (cache / "shoestring.json").exists() and (cache / "model.safetensors").stat().st_size > 500e6

@@ -163,8 +163,10 @@ def test_convert_writes_complete_folder_and_replaces_stale_one(home, monkeypatch
     final = home / "models" / bundled.CACHE_NAME
     final.mkdir(parents=True)
     (final / "stale.bin").write_text("old layout, no shoestring.json")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a person at a terminal gets one note
     assert bundled.cached_dir(progress=True) == final
-    assert "first use" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "first use" in out.err and out.out == ""
     assert sorted(p.name for p in final.iterdir()) == ["model.safetensors", "shoestring.json", "tokenizer.json"]
     meta = json.loads((final / "shoestring.json").read_text())
     assert meta["source"].endswith(bundled.GGUF_NAME) and meta["source_bytes"] > 0
@@ -201,3 +203,10 @@ def test_missing_package_is_a_clear_error(monkeypatch):
 def test_gguf_path_points_at_the_packaged_file():
     path = bundled.gguf_path()
     assert path.name == bundled.GGUF_NAME and path.stat().st_size > 10_000_000
+
+
+def test_convert_is_silent_when_not_at_a_terminal(home, monkeypatch, capsys):
+    _fake_transformers(monkeypatch)
+    bundled.cached_dir(progress=True)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""  # logs, pipes and --json output stay clean

@@ -8,11 +8,14 @@ loading at once never see or leave a half-written cache.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import io
 import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -65,10 +68,19 @@ def _convert(src: Path, final: Path, progress: bool) -> None:
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if progress:
-        print(f"shoestring: first use of {src.name}: dequantising to safetensors (once, ~30 s)...", flush=True)
-    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    if progress and sys.stderr.isatty():  # a note for people; logs, pipes and --json stay clean
+        print(f"shoestring: first use of {src.name}: dequantising to safetensors (once, ~30 s)...",
+              file=sys.stderr, flush=True)
+    # transformers' GGUF loader draws its own tqdm bar on stderr, outside HF's progress switch: keep it
+    # (and its warnings) aside, and show them only if the conversion fails.
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+            model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    except BaseException:
+        sys.stderr.write(held.getvalue())
+        raise
     # The GGUF loader dequantised every tensor: the weights are plain fp32 now. Drop the quantizer
     # record so transformers saves (and later loads) them as an ordinary model.
     model.hf_quantizer = None
