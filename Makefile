@@ -24,6 +24,7 @@ test-fast:
 bench:
 	@bash scripts/setup.sh
 	$(BIN)/python bench/hooks.py
+	$(BIN)/python bench/store.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache
