@@ -122,6 +122,7 @@ def test_demo_json(capsys):
     assert data["captured"]["forward_calls"] == 4
     assert data["logit_lens"][-1]["layer"] == 29 and data["logit_lens"][-1]["top_token"].strip() == "Paris"
     assert abs(sum(r["weight"] for r in data["attention_of_last_prompt_token"])) <= 1.0 + 1e-4
+    assert data["induction_heads"][0]["score"] > 0.5
 
 
 @pytest.mark.slow
@@ -134,3 +135,21 @@ def test_first_use_conversion_keeps_errors_one_line(capsys, tmp_path, monkeypatc
     assert out == ""
     cache = tmp_path / "home" / "models" / "smollm2-135m-instruct-q4_1"
     assert (cache / "shoestring.json").exists() and (cache / "model.safetensors").stat().st_size > 500e6
+
+
+def test_observe_unknown_score_is_one_line(capsys):
+    code, _, err = run(capsys, "observe", "heads", "smollm2-135m", "--score", "inductoin")
+    assert_one_line_error(code, err, "unknown head score", "induction")
+
+
+@pytest.mark.slow
+def test_observe_bad_inputs_and_json(capsys):
+    code, _, err = run(capsys, "observe", "lens", "smollm2-135m", "The capital of France is", "--target", " Parisian")
+    assert_one_line_error(code, err, "is 2 tokens", "single token")
+    code, _, err = run(capsys, "observe", "pattern", "smollm2-135m", "a b c", "--layer", "3", "--head", "9")
+    assert_one_line_error(code, err, "head 9 is out of range", "0 to 8")
+    code, _, err = run(capsys, "observe", "pattern", "smollm2-135m", "a b c", "--layer", "30", "--head", "0")
+    assert_one_line_error(code, err, "layer 30 is out of range")
+    code, out, _ = run(capsys, "observe", "heads", "smollm2-135m", "--top", "3", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["top"][0]["score"] > 0.5 and len(data["scores"]["induction"]) == 30

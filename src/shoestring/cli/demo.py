@@ -49,6 +49,9 @@ def demo(
     attn = prefill_pattern[0, :, n_prompt - 1].mean(0)  # last prompt token, averaged over heads
     top = attn.topk(min(3, n_prompt))
     attention = [{"token": tokens[int(j)], "position": int(j), "weight": round(float(w), 4)} for w, j in zip(top.values, top.indices)]
+    from ..observe import head_census
+
+    induction = head_census(lm, seq_len=32, batch=2).top("induction", 3)
     resid = acts["blocks.0.hook_resid_post"]
     result = {
         "model": model,
@@ -69,6 +72,7 @@ def demo(
         "logit_lens": lens,
         "attention_layer": mid,
         "attention_of_last_prompt_token": attention,
+        "induction_heads": induction,
     }
     if json_out:
         return emit_json(result)
@@ -85,6 +89,8 @@ def demo(
            [(str(r["layer"]), repr(r["top_token"]), f"{r['prob']:.3f}") for r in lens])
     _table(f"layer {mid}: where the last prompt token attends (mean over heads)", ("token", "position", "weight"),
            [(repr(r["token"]), str(r["position"]), f"{r['weight']:.3f}") for r in attention])
+    _table("strongest induction heads (random tokens, repeated)", ("layer", "head", "score"),
+           [(str(r["layer"]), str(r["head"]), f"{r['score']:.3f}") for r in induction])
 
 
 def _table(title: str, columns, rows) -> None:

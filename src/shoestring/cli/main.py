@@ -20,6 +20,7 @@ _ABORT = getattr(click_exc, "Abort", KeyboardInterrupt)
 from .demo import demo
 from .generate import generate
 from .models import info, models
+from .observe import observe_app
 from .runs import runs_app, sweep
 from .store import cache, plan
 
@@ -37,6 +38,7 @@ app.command()(cache)
 app.command()(plan)
 app.command()(sweep)
 app.add_typer(runs_app, name="runs")
+app.add_typer(observe_app, name="observe")
 
 
 def _fail(message: str) -> None:

@@ -1,0 +1,104 @@
+"""``shoestring observe lens|heads|pattern``: look inside a model."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from ..errors import ShoestringError
+from ._common import DeviceOpt, DtypeOpt, JsonOpt, console, emit_json, load_model
+
+observe_app = typer.Typer(help="Look inside: logit lens, the attention-head census, one head's pattern.",
+                          no_args_is_help=True)
+
+
+@observe_app.command()
+def lens(
+    model: str = typer.Argument(..., help="alias, folder, .gguf file or hub id"),
+    prompt: str = typer.Argument(...),
+    target: str = typer.Option(None, "--target", help="one token to follow across layers, e.g. ' Paris'"),
+    position: int = typer.Option(-1, "--position"),
+    top: int = typer.Option(3, "--top", min=1),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """The logit lens: what each layer's residual would predict (top tokens, target rank, entropy, KL)."""
+    from ..observe import logit_lens
+
+    lm = load_model(model, dtype, device, quiet=json_out)
+    rows = logit_lens(lm, prompt, target=target, position=position).rows(top)
+    if json_out:
+        return emit_json({"model": model, "prompt": prompt, "target": target, "position": position, "layers": rows})
+    t = Table(title=f"logit lens at position {position}")
+    for col in ("layer", "top tokens", "entropy", "KL to final") + (("target p", "rank") if target else ()):
+        t.add_column(col)
+    for r in rows:
+        tops = ", ".join(f"{tok!r} {p:.2f}" for tok, p in zip(r["top_tokens"], r["top_probs"]))
+        extra = (f"{r['target_prob']:.4f}", str(r["target_rank"])) if target else ()
+        t.add_row(str(r["layer"]), tops, f"{r['entropy']:.2f}", f"{r['kl_to_final']:.2f}", *extra)
+    console.print(t)
+
+
+@observe_app.command()
+def heads(
+    model: str = typer.Argument(..., help="alias, folder, .gguf file or hub id"),
+    score: str = typer.Option("induction", "--score", help="induction, previous_token, duplicate_token, sink, local"),
+    top: int = typer.Option(10, "--top", min=1),
+    seq_len: int = typer.Option(32, "--seq-len", min=4),
+    batch: int = typer.Option(4, "--batch", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Score every head on repeated random tokens; list the strongest for one score."""
+    from ..observe import head_census
+    from ..observe.heads import SCORES
+
+    if score not in SCORES:
+        raise ShoestringError(f"unknown head score '{score}'", f"use one of {', '.join(SCORES)}")
+    lm = load_model(model, dtype, device, quiet=json_out)
+    census = head_census(lm, seq_len=seq_len, batch=batch, seed=seed)
+    best = census.top(score, top)
+    if json_out:
+        return emit_json({"model": model, "score": score, "seq_len": seq_len, "batch": batch, "seed": seed,
+                          "top": best, "scores": {k: v.tolist() for k, v in census.scores.items()}})
+    t = Table(title=f"{score} heads ({batch} x random {seq_len} tokens, repeated)")
+    for col in ("layer", "head", "score"):
+        t.add_column(col)
+    for r in best:
+        t.add_row(str(r["layer"]), str(r["head"]), f"{r['score']:.3f}")
+    console.print(t)
+
+
+@observe_app.command()
+def pattern(
+    model: str = typer.Argument(..., help="alias, folder, .gguf file or hub id"),
+    prompt: str = typer.Argument(...),
+    layer: int = typer.Option(..., "--layer"),
+    head: int = typer.Option(..., "--head"),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """One head's attention pattern on a prompt (only that layer's pattern is computed)."""
+    lm = load_model(model, dtype, device, quiet=json_out)
+    name = f"blocks.{layer}.attn.hook_pattern"
+    lm.resolve(name)  # layer range
+    if not 0 <= head < lm.anatomy.n_heads:
+        raise ShoestringError(f"head {head} is out of range", f"layer {layer} has {lm.anatomy.n_heads} heads: 0 to {lm.anatomy.n_heads - 1}")
+    enc = lm.tokenize(prompt)
+    _, acts = lm.run_with_cache(enc, [name])
+    p = acts[name][0, head].float()  # [query, key]
+    tokens = [lm.tokenizer.decode([int(t)]) for t in enc["input_ids"][0]]
+    if json_out:
+        return emit_json({"model": model, "layer": layer, "head": head, "tokens": tokens,
+                          "pattern": [[round(float(x), 4) for x in row] for row in p]})
+    t = Table(title=f"L{layer}H{head}: each token's strongest key")
+    for col in ("query", "attends to", "weight"):
+        t.add_column(col)
+    for i, tok in enumerate(tokens):
+        j = int(p[i].argmax())
+        t.add_row(repr(tok), repr(tokens[j]), f"{float(p[i, j]):.3f}")
+    console.print(t)
