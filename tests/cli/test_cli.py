@@ -153,3 +153,14 @@ def test_observe_bad_inputs_and_json(capsys):
     code, out, _ = run(capsys, "observe", "heads", "smollm2-135m", "--top", "3", "--json")
     data = json.loads(out)
     assert code == 0 and data["top"][0]["score"] > 0.5 and len(data["scores"]["induction"]) == 30
+
+
+@pytest.mark.slow
+def test_observe_patch_and_dla(capsys):
+    clean = "The Eiffel Tower is in the city of"
+    code, _, err = run(capsys, "observe", "patch", "smollm2-135m", "--clean", clean, "--corrupt", "Rome", "--answer", " Paris")
+    assert_one_line_error(code, err, "9 tokens", "same token count")
+    code, out, _ = run(capsys, "observe", "dla", "smollm2-135m", clean, "--target", " Paris", "--wrong", " Rome", "--json")
+    data = json.loads(out)
+    assert code == 0 and abs(data["sum_of_parts"] - data["logit"]) < 1e-2 and data["logit"] > 0
+    # the patching grid itself on SmolLM2 is tested in tests/observe/test_patching.py (slow)

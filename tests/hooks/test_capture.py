@@ -301,3 +301,21 @@ def test_pos_embed_edit_equals_zeroed_position_weights():
         expected = ref(input_ids=ids).logits
     assert not torch.allclose(base, edited)
     torch.testing.assert_close(edited, expected)
+
+
+def test_pattern_from_a_2d_padding_mask_equals_the_4d_mask():
+    """Flash attention hands the attention function a [batch, key] padding mask (no causal part)."""
+    from types import SimpleNamespace
+
+    from shoestring.hooks.attention_tap import pattern_from_qk
+
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 4, 5, 8), torch.randn(2, 2, 5, 8)
+    pad = torch.tensor([[False, True, True, True, True], [True, True, True, True, True]])
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    full = causal[None, None] & pad[:, None, None, :]
+    mod = SimpleNamespace(scaling=8 ** -0.5)
+    a = pattern_from_qk(mod, q, k, pad, {})
+    b = pattern_from_qk(mod, q, k, full, {})
+    torch.testing.assert_close(a, b)
+    assert float(a[:, :, :, :].triu(1).abs().max()) == 0.0  # nothing on future keys

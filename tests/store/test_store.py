@@ -212,3 +212,55 @@ def test_top_contexts_and_directions(lm, tmp_path):
         store.top_contexts(HOOKS[0], unit=3)
     with pytest.raises(ShoestringError, match="shape"):
         cache_activations(lm, random_batches(), out=tmp_path / "t", topk=2, directions={HOOKS[0]: torch.ones(2, 7)}, **KW)
+
+
+def test_batches_straddling_shards_lose_no_context(lm, tmp_path):
+    """A batch of 3 contexts with shards of 8: batches cross shard boundaries (the review's bug)."""
+    kw = {**KW, "shard_tokens": T_CTX * 8, "target_tokens": T_CTX * 40}
+    m = cache_activations(lm, random_batches(batch=3), out=tmp_path / "s", **kw)
+    store = ActivationStore(tmp_path / "s")
+    expect = torch.cat([t for t, _, _ in random_batches(batch=3)])[:40].reshape(-1).numpy()
+    assert np.array_equal(store.tokens(), expect) and m.n_contexts == 40
+    for shard in m.shards:  # norms are means over the shard's own rows
+        norms = store.norms(HOOKS[0])[shard.first_context * T_CTX:(shard.first_context + shard.n_contexts) * T_CTX]
+        assert abs(shard.norms[HOOKS[0]] - float(norms.mean())) < 1e-3
+
+
+def test_resume_with_other_statistics_is_refused(lm, tmp_path):
+    cache_activations(lm, random_batches(), out=tmp_path / "s", topk=2, **{**KW, "target_tokens": T_CTX * 16})
+    with pytest.raises(ShoestringError, match="topk"):
+        cache_activations(lm, random_batches(), out=tmp_path / "s", topk=5, **KW)
+    with pytest.raises(ShoestringError, match="stats_only"):
+        cache_activations(lm, random_batches(), out=tmp_path / "s", topk=2, stats_only=True, **KW)
+
+
+def test_corpus_that_runs_out_keeps_its_tokens_and_can_be_finished(lm, tmp_path):
+    with pytest.raises(ShoestringError, match="rerun with --tokens 320"):
+        cache_activations(lm, random_batches(n_batches=5), out=tmp_path / "s", **KW)  # 20 contexts
+    m = cache_activations(lm, random_batches(n_batches=5), out=tmp_path / "s", **{**KW, "target_tokens": 320})
+    assert m.status == "done" and m.n_tokens == 320
+
+
+def test_leaving_a_batch_loop_early_stops_the_prefetch_thread(store):
+    import gc
+    import threading
+    import time
+
+    for _ in range(3):
+        it = store.batches(HOOKS[0], 2, mix_shards=1, prefetch=2)
+        next(it)
+        time.sleep(0.2)  # let the worker fill its queue
+        it.close()
+    del it
+    gc.collect()
+    time.sleep(0.2)
+    assert not [t for t in threading.enumerate() if t.name == "store-prefetch"]
+
+
+def test_reader_bad_arguments(store):
+    with pytest.raises(ShoestringError, match="mix_shards"):
+        next(store.batches(HOOKS[0], 10, mix_shards=0))
+    with pytest.raises(ShoestringError, match="holds no"):
+        store.norms("blocks.2.hook_resid_post")
+    with pytest.raises(ShoestringError, match="integers"):
+        store.get(HOOKS[0], 2.7)

@@ -102,3 +102,69 @@ def pattern(
         j = int(p[i].argmax())
         t.add_row(repr(tok), repr(tokens[j]), f"{float(p[i, j]):.3f}")
     console.print(t)
+
+
+@observe_app.command()
+def patch(
+    model: str = typer.Argument(..., help="alias, folder, .gguf file or hub id"),
+    clean: str = typer.Option(..., "--clean", help="the prompt whose activations are patched in"),
+    corrupt: str = typer.Option(..., "--corrupt", help="the prompt that receives them (same token length)"),
+    answer: str = typer.Option(..., "--answer", help="one token, e.g. ' Paris'"),
+    wrong: str = typer.Option(None, "--wrong", help="one token for a logit difference, e.g. ' Rome'"),
+    hook: str = typer.Option("resid_pre", "--hook", help="resid_pre, resid_post, attn_out or mlp_out"),
+    metric: str = typer.Option("logit_diff", "--metric", help="logit_diff or prob"),
+    heads: bool = typer.Option(False, "--heads", help="patch single heads (hook_z) instead of layer x position"),
+    top: int = typer.Option(10, "--top", min=1),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Activation patching: how much of the clean behaviour each (layer, position) or head restores
+    (1 = all of it, 0 = none), normalised between the corrupted and clean runs."""
+    from ..observe import patch_heads, patch_residual
+
+    lm = load_model(model, dtype, device, quiet=json_out)
+    if heads:
+        r = patch_heads(lm, clean, corrupt, answer, wrong, metric=metric)
+    else:
+        r = patch_residual(lm, clean, corrupt, answer, wrong, hook=hook, metric=metric)
+    best = r.top(top)
+    if json_out:
+        return emit_json({"model": model, "hook": r.hook, "metric": r.metric, "clean": r.clean, "corrupt": r.corrupt,
+                          "columns": r.columns, "grid": [[round(float(x), 4) for x in row] for row in r.grid],
+                          "top": best})
+    t = Table(title=f"patching {r.hook} ({r.metric}): clean {r.clean:.3f}, corrupt {r.corrupt:.3f}")
+    for col in ("layer", "head" if heads else "position", "restored"):
+        t.add_column(col)
+    for row in best:
+        t.add_row(str(row["layer"]), str(row["column"]), f"{row['score']:.3f}")
+    console.print(t)
+
+
+@observe_app.command()
+def dla(
+    model: str = typer.Argument(..., help="alias, folder, .gguf file or hub id"),
+    prompt: str = typer.Argument(...),
+    target: str = typer.Option(..., "--target", help="one token, e.g. ' Paris'"),
+    wrong: str = typer.Option(None, "--wrong", help="one token: attribute the logit difference instead"),
+    top: int = typer.Option(10, "--top", min=1),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Direct logit attribution: each head's and MLP's direct contribution to the target logit at the last
+    position (through the final norm, frozen at its actual scale); the parts sum to the logit."""
+    from ..observe import direct_logit_attribution
+
+    lm = load_model(model, dtype, device, quiet=json_out)
+    r = direct_logit_attribution(lm, prompt, target, wrong)
+    best = r.top(top)
+    if json_out:
+        return emit_json({"model": model, "prompt": prompt, "target": target, "wrong": wrong, "logit": r.logit,
+                          "sum_of_parts": r.total(), "top": best})
+    t = Table(title=f"direct logit attribution: logit {r.logit:.3f}, sum of parts {r.total():.3f}")
+    for col in ("part", "contribution"):
+        t.add_column(col)
+    for row in best:
+        t.add_row(row["part"], f"{row['contribution']:+.3f}")
+    console.print(t)

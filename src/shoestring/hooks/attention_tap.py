@@ -90,13 +90,16 @@ def pattern_from_qk(module, query, key, mask, kwargs) -> torch.Tensor:
     if softcap:
         scores = torch.tanh(scores / softcap) * softcap
     q_len, k_len = scores.shape[-2:]
-    if mask is None:
+    if mask is None or mask.ndim == 2:
+        # sdpa's causal fast path passes no mask; flash attention passes a 2-D [batch, key] padding mask
         qpos = torch.arange(k_len - q_len, k_len, device=scores.device)[:, None]
         kpos = torch.arange(k_len, device=scores.device)[None, :]
         keep = kpos <= qpos
         window = kwargs.get("sliding_window")
         if window:
             keep &= kpos > qpos - window
+        if mask is not None:
+            keep = keep & mask[:, None, None, -k_len:].bool()
         scores = scores.masked_fill(~keep, float("-inf"))
     elif mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask[..., :k_len], float("-inf"))

@@ -18,7 +18,8 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 
 # Settings that must match for a store to be resumed or extended.
-IDENTITY = ("model", "model_fingerprint", "hooks", "dtype", "context_length", "corpus", "add_bos", "shard_contexts")
+IDENTITY = ("model", "model_fingerprint", "hooks", "dtype", "context_length", "corpus", "add_bos", "shard_contexts",
+            "stats_only", "topk", "directions")
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Manifest:
     shard_contexts: int
     target_tokens: int
     stats_only: bool = False
+    topk: int = 0
+    directions: dict[str, list[int]] = field(default_factory=dict)  # hook -> [m, width] of the directions
     status: str = "running"  # running | done
     shards: list[Shard] = field(default_factory=list)
     format: int = FORMAT

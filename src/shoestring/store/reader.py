@@ -92,13 +92,19 @@ class ActivationStore:
         return self._meta("positions")
 
     def norms(self, hook: str) -> np.ndarray:
+        """Per-token L2 norm of ``hook`` (kept also by ``--stats-only`` stores)."""
+        if hook not in self.manifest.widths:
+            raise ShoestringError(f"the store holds no '{hook}'", f"it holds {', '.join(self.manifest.hooks)}")
         return self._meta(f"norm:{hook}")
 
     # -- random access ------------------------------------------------------------------------
     def get(self, hook: str, index: int | Sequence[int] | np.ndarray) -> torch.Tensor:
         """Rows ``[len(index), width]`` (or ``[width]`` for an int) by global token index."""
         key = f"act:{self._hook(hook)}"
-        idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
+        raw = np.asarray(index)
+        if raw.size and raw.dtype.kind not in "iu":
+            raise ShoestringError(f"token indices must be integers, not {raw.dtype}", "pass ints, a list of ints or an int array")
+        idx = np.atleast_1d(raw.astype(np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise ShoestringError(f"token index out of range (the store holds {len(self):,} tokens)", f"use 0 to {len(self) - 1}")
         shard = np.searchsorted(self.starts, idx, side="right") - 1
@@ -114,13 +120,20 @@ class ActivationStore:
 
     # -- shuffled batches ---------------------------------------------------------------------
     def _keep(self, i: int, skip_bos: bool, skip_special: bool) -> np.ndarray | None:
+        """Rows to keep. ``skip_bos`` drops the BOS that starts a context (marked by the packer with
+        document id -1, or sitting at position 0), not every token that shares its id (GPT-2 style
+        tokenizers use one id for BOS and EOS); ``skip_special`` drops every special token."""
         if not (skip_bos or skip_special):
             return None
         tokens = self._load(i, "tokens")
-        drop = set(self.manifest.meta.get("special_ids", [])) if skip_special else set()
-        if skip_bos and self.manifest.meta.get("bos_token_id") is not None:
-            drop.add(self.manifest.meta["bos_token_id"])
-        return ~np.isin(tokens, list(drop)) if drop else None
+        drop = np.zeros(len(tokens), dtype=bool)
+        if skip_special and self.manifest.meta.get("special_ids"):
+            drop |= np.isin(tokens, self.manifest.meta["special_ids"])
+        bos = self.manifest.meta.get("bos_token_id")
+        if skip_bos and bos is not None:
+            start = (self._load(i, "doc_ids") == -1) | (self._load(i, "positions") <= 0)
+            drop |= (tokens == bos) & start
+        return ~drop
 
     def batches(
         self,
@@ -144,6 +157,8 @@ class ActivationStore:
         key = f"act:{self._hook(hook)}"
         if batch_size < 1:
             raise ShoestringError(f"batch size {batch_size} is not positive", "use a batch size of 1 or more")
+        if mix_shards < 1 or epochs < 1:
+            raise ShoestringError(f"mix_shards={mix_shards}, epochs={epochs}", "use mix_shards >= 1 and epochs >= 1")
 
         def pools():
             rng = np.random.default_rng(seed)
@@ -151,7 +166,7 @@ class ActivationStore:
             width = self.width(hook)
             for _ in range(epochs):
                 order = rng.permutation(n) if shuffle else np.arange(n)
-                for a in range(0, n, max(1, mix_shards)):
+                for a in range(0, n, mix_shards):
                     parts = []
                     for i in order[a : a + mix_shards]:
                         keep = self._keep(int(i), skip_bos, skip_special)
@@ -185,11 +200,10 @@ class ActivationStore:
         from .stats import StatsCollector
 
         m = self.manifest
-        if not (m.stats_only or m.meta.get("topk")):
+        if not (m.stats_only or m.topk):
             raise ShoestringError(f"the store at {self.path} kept no statistics", "cache with --topk K or --stats-only")
-        k = int(m.meta.get("topk") or 0)
-        dirs = {h: torch.zeros(n, m.widths[h]) for h, n in m.meta.get("directions", {}).items()}
-        return StatsCollector.open(self.path, m.widths, topk=k, upto_context=m.n_contexts, directions=dirs)
+        dirs = {h: torch.zeros(*shape) for h, shape in m.directions.items()}  # only their count matters here
+        return StatsCollector.open(self.path, m.widths, topk=m.topk, upto_context=m.n_contexts, directions=dirs)
 
     def top_contexts(self, hook: str, unit: int, window: int = 8) -> list[dict]:
         """The top-k tokens of ``unit`` (a neuron / column, or a direction's row): value, token index,
@@ -246,7 +260,8 @@ def _scatter(pool: np.ndarray, dest: np.ndarray, src: np.ndarray, keep: np.ndarr
 
 
 def _prefetched(iterator, depth: int):
-    """Run ``iterator`` in a background thread, ``depth`` items ahead."""
+    """Run ``iterator`` in a background thread, ``depth`` items ahead. Leaving the loop early (``break``,
+    ``islice``, an exception) stops the thread and frees what it holds."""
     if depth <= 0:
         yield from iterator
         return
@@ -254,17 +269,30 @@ def _prefetched(iterator, depth: int):
     done = object()
     stop = threading.Event()
 
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work():
         try:
             for item in iterator:
-                if stop.is_set():
+                if not put(item):
                     return
-                q.put(item)
         except BaseException as err:  # surfaced in the consumer
-            q.put(err)
-        q.put(done)
+            put(err)
+            return
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None and stop.is_set():
+                close()
+        put(done)
 
-    thread = threading.Thread(target=work, daemon=True)
+    thread = threading.Thread(target=work, daemon=True, name="store-prefetch")
     thread.start()
     try:
         while True:
@@ -276,6 +304,12 @@ def _prefetched(iterator, depth: int):
             yield item
     finally:
         stop.set()
+        while True:  # drop what was prefetched
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
+        thread.join(timeout=5)
 
 
 _DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I32": np.int32, "I64": np.int64,

@@ -124,8 +124,14 @@ class StatsCollector:
         if upto_context == 0:
             return stats
         name = Path(folder) / f"stats-{upto_context:09d}"
-        meta = json.loads((name.with_suffix(".json")).read_text())
-        tensors = load_file(str(name.with_suffix(".safetensors")))
+        try:
+            meta = json.loads((name.with_suffix(".json")).read_text())
+            tensors = load_file(str(name.with_suffix(".safetensors")))
+        except (OSError, ValueError) as err:
+            from ..errors import ShoestringError
+
+            raise ShoestringError(f"the statistics of {folder} at context {upto_context} are missing or damaged ({err})",
+                                  "cache again into a new --out folder") from None
         for h in widths:
             c = meta["counts"][h]
             stats.moments[h] = Moments(c, tensors[f"{h}/mean"], tensors[f"{h}/m2"])

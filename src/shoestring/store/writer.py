@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -26,10 +28,13 @@ NP_DTYPES = {"float16": np.float16, "bfloat16": None, "float32": np.float32}
 
 
 def model_fingerprint(lm) -> str:
-    """Class, size and config hash: a store made by another model is refused on resume."""
-    cfg = lm.model.config.to_json_string(use_diff=False)
+    """Class, size, dtype and a hash of the config (without the transformers version): a store made by
+    another model, or the same model in another dtype, is refused on resume."""
+    cfg = lm.model.config.to_dict()
+    cfg.pop("transformers_version", None)
+    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
     n = sum(p.numel() for p in lm.model.parameters())
-    return f"{type(lm.model).__name__}:{n}:{hashlib.sha1(cfg.encode()).hexdigest()[:12]}"
+    return f"{type(lm.model).__name__}:{n}:{str(lm.dtype).replace('torch.', '')}:{digest}"
 
 
 def bytes_per_token(widths: dict[str, int], dtype: str, stats_only: bool = False) -> int:
@@ -151,23 +156,58 @@ def cache_activations(
         raise ShoestringError(f"store dtype '{dtype}' is not supported", "use --dtype float16 or float32")
     specs = lm.resolve(hooks)
     hooks = [s.name for s in specs]
+    if not hooks:
+        raise ShoestringError("no hook points to cache", "name at least one with --hooks, e.g. blocks.5.hook_resid_post")
     if any(s.pos_dim != 1 for s in specs):
         raise ShoestringError("attention patterns cannot be cached per token", "cache hook_z or hook_attn_out instead")
     widths = {h: _flat_width(lm, h) for h in hooks}
+    if directions:  # checked before anything is written
+        unknown = set(directions) - set(hooks)
+        if unknown:
+            raise ShoestringError(f"directions given for hooks not cached: {sorted(unknown)}", f"cached hooks: {hooks}")
+        for h, d in directions.items():
+            if d.ndim != 2 or d.shape[1] != widths[h]:
+                raise ShoestringError(f"directions for {h} have shape {tuple(d.shape)}", f"use [m, {widths[h]}]")
     T = context_length
     shard_ctx = max(1, shard_tokens // T)
     want = Manifest(
         model=lm.name, model_fingerprint=model_fingerprint(lm), hooks=hooks, widths=widths, dtype=dtype,
         context_length=T, corpus=corpus, add_bos=add_bos, shard_contexts=shard_ctx,
         target_tokens=int(target_tokens), stats_only=stats_only, meta=dict(meta or {}),
+        topk=int(topk), directions={h: list(d.shape) for h, d in (directions or {}).items()},
     )
     fresh = not out.exists()
+    lock = _lock(out)
+    try:
+        return _cache(lm, batches, out, fresh, want, widths, hooks, T, shard_ctx, dtype, stats_only, topk,
+                      directions, progress, skip_contexts_fn, target_tokens)
+    finally:
+        lock.close()  # releases the lock
+
+
+def _lock(out: Path):
+    """One writer per store: a second `shoestring cache` on the same folder is refused."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / ".lock", "w")
+    except OSError as err:
+        raise ShoestringError(f"cannot write to {out} ({err.strerror})", "choose a folder you can write to with --out") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ShoestringError(f"another process is writing the store at {out}", "wait for it, or use another --out") from None
+    return handle
+
+
+def _cache(lm, batches, out, fresh, want, widths, hooks, T, shard_ctx, dtype, stats_only, topk, directions,
+           progress, skip_contexts_fn, target_tokens) -> Manifest:
     _prepare_out(out)
     manifest = want
     if (out / "manifest.json").exists():
         manifest = Manifest.load(out)
         manifest.check_same(want, out)
-        manifest.target_tokens = max(manifest.target_tokens, int(target_tokens))
+        manifest.target_tokens = int(target_tokens)  # more extends the store; fewer than it holds: done
         manifest.status = "running"
     target_ctx = max(1, manifest.target_tokens // T)
     done_ctx = manifest.n_contexts
@@ -187,17 +227,8 @@ def cache_activations(
         manifest.save(out)
         return manifest
 
-    if directions:
-        unknown = set(directions) - set(hooks)
-        if unknown:
-            raise ShoestringError(f"directions given for hooks not cached: {sorted(unknown)}", f"cached hooks: {hooks}")
-        for h, d in directions.items():
-            if d.ndim != 2 or d.shape[1] != widths[h]:
-                raise ShoestringError(f"directions for {h} have shape {tuple(d.shape)}", f"use [m, {widths[h]}]")
-        manifest.meta["directions"] = {h: int(d.shape[0]) for h, d in directions.items()}
     stats = (StatsCollector.open(out, widths, topk=topk, upto_context=done_ctx, directions=directions)
              if (stats_only or topk) else None)
-    manifest.meta["topk"] = topk
     stream = _contexts(batches, done_ctx, skip_contexts_fn)
     np_dtype = NP_DTYPES[dtype]
     torch_dtype = getattr(torch, dtype)
@@ -206,27 +237,38 @@ def cache_activations(
     ctx_index = done_ctx
     try:
         for tokens, doc_ids, positions in stream:
-            take = min(tokens.shape[0], target_ctx - ctx_index, shard_ctx - buf.filled // T)
-            tokens, doc_ids, positions = tokens[:take], doc_ids[:take], positions[:take]
+            n = min(tokens.shape[0], target_ctx - ctx_index)
+            if n <= 0:
+                break
+            tokens, doc_ids, positions = tokens[:n], doc_ids[:n], positions[:n]
             _, acts = lm.run_with_cache(tokens.to(lm.device), hooks, device="cpu", dtype=torch_dtype)
-            flat = {h: acts[h].reshape(take, T, -1) for h in hooks}
-            if stats is not None:
-                stats.update(flat, first_token=ctx_index * T)
-            buf.add(tokens, doc_ids, positions, flat)
-            ctx_index += take
-            bar.update(take * T)
-            if buf.filled == shard_ctx * T or ctx_index == target_ctx:
-                _write_shard(out, manifest, buf, ctx_index, T, stats)
-                bar.set_postfix_str(f"disk {_du(out) / 2**30:.2f} GiB")
-                buf.filled = 0
+            flat = {h: acts[h].reshape(n, T, -1) for h in hooks}
+            start = 0
+            while start < n:  # a batch may straddle a shard boundary: fill, flush, go on
+                take = min(n - start, shard_ctx - buf.filled // T)
+                rows = slice(start, start + take)
+                chunk = {h: x[rows] for h, x in flat.items()}
+                if stats is not None:  # per chunk, so saved statistics match the shards exactly
+                    stats.update(chunk, first_token=ctx_index * T)
+                buf.add(tokens[rows], doc_ids[rows], positions[rows], chunk)
+                ctx_index += take
+                start += take
+                bar.update(take * T)
+                if buf.filled == shard_ctx * T or ctx_index == target_ctx:
+                    _write_shard(out, manifest, buf, ctx_index, T, stats)
+                    bar.set_postfix_str(f"disk {_du(out) / 2**30:.2f} GiB")
+                    buf.filled = 0
             if ctx_index >= target_ctx:
                 break
+        if ctx_index < target_ctx and buf.filled:  # the corpus ran out: keep what was read
+            _write_shard(out, manifest, buf, ctx_index, T, stats)
+            buf.filled = 0
     finally:
         bar.close()
     if ctx_index < target_ctx:
         raise ShoestringError(
-            f"the corpus ran out after {ctx_index * T:,} tokens (asked for {target_ctx * T:,})",
-            "ask for fewer --tokens or use a larger --corpus",
+            f"the corpus ran out after {ctx_index * T:,} tokens (asked for {target_ctx * T:,}); those are saved",
+            f"rerun with --tokens {ctx_index * T} to finish the store, or use a larger --corpus",
         )
     manifest.status = "done"
     manifest.meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -253,7 +295,7 @@ def _write_shard(out: Path, manifest: Manifest, buf: _ShardBuffer, ctx_end: int,
     name = f"shard-{index:05d}.safetensors"
     with atomic_path(out / name) as tmp:
         save_file(arrays, str(tmp))
-    norms = {h: float(x.mean()) for h, x in buf.norms.items() if buf.filled}
+    norms = {h: float(x[: buf.filled].mean()) for h, x in buf.norms.items()} if buf.filled else {}
     manifest.shards.append(Shard(name, ctx_end - n_ctx, n_ctx, buf.filled, _checksum(arrays), norms))
     if stats is not None:
         stats.save(out, upto_context=ctx_end)
