@@ -164,3 +164,12 @@ def test_observe_patch_and_dla(capsys):
     data = json.loads(out)
     assert code == 0 and abs(data["sum_of_parts"] - data["logit"]) < 1e-2 and data["logit"] > 0
     # the patching grid itself on SmolLM2 is tested in tests/observe/test_patching.py (slow)
+
+
+def test_observe_probe_bad_labels_is_one_line(capsys, tmp_path):
+    one_class = tmp_path / "one.jsonl"
+    one_class.write_text("".join(f'{{"text": "sentence {i}", "label": 1}}\n' for i in range(20)))
+    code, _, err = run(capsys, "observe", "probe", "smollm2-135m", "--data", str(one_class))
+    assert_one_line_error(code, err, "one class")
+    code, _, err = run(capsys, "observe", "probe", "smollm2-135m", "--position", "first")
+    assert_one_line_error(code, err, "--position last or mean")

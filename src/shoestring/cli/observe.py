@@ -168,3 +168,46 @@ def dla(
     for row in best:
         t.add_row(row["part"], f"{row['contribution']:+.3f}")
     console.print(t)
+
+
+@observe_app.command()
+def probe(
+    model: str = typer.Argument(..., help="alias, folder, .gguf file or hub id"),
+    data: str = typer.Option("sentiment", "--data", help="bundled set (sentiment, tense) or a CSV/JSONL with text,label"),
+    hook: str = typer.Option("blocks.*.hook_resid_post", "--hook", help="hook point(s); a glob probes every layer"),
+    position: str = typer.Option("last", "--position", help="last or mean"),
+    task: str = typer.Option("classification", "--task", help="classification or regression"),
+    seed: int = typer.Option(0, "--seed"),
+    out: str = typer.Option(None, "--out", help="write the report as JSON here (atomically)"),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Linear probes on every layer: validation accuracy (or R^2) with bootstrap CIs, a shuffled-label
+    baseline and the control task (selectivity = accuracy - control accuracy)."""
+    from ..observe import load_labelled, probe_texts
+
+    if position not in ("last", "mean"):
+        raise ShoestringError(f"unknown position '{position}'", "use --position last or mean")
+    if task not in ("classification", "regression"):
+        raise ShoestringError(f"unknown task '{task}'", "use --task classification or regression")
+    ds = load_labelled(data)
+    lm = load_model(model, dtype, device, quiet=json_out)
+    report = probe_texts(lm, ds.texts, ds.labels, hook=hook, position=position, task=task, seed=seed)
+    if out:
+        from ..runs.atomic import write_text
+
+        write_text(out, report.to_json())
+    rows = report.rows()
+    if json_out:
+        return emit_json({"model": model, "data": data, "metric": report.metric, "best_layer": report.best_layer, "rows": rows})
+    t = Table(title=f"probe '{data}' ({len(ds.texts)} examples): best layer {report.best_layer}")
+    cols = ["layer", report.metric, "95% CI", "shuffled"] + (["control", "selectivity"] if "control" in rows[0] else [])
+    for col in cols:
+        t.add_column(col)
+    for r in rows:
+        cells = [str(r["layer"]), f"{r[report.metric]:.3f}", f"{r['ci_low']:.2f}-{r['ci_high']:.2f}", f"{r.get('shuffled', float('nan')):.3f}"]
+        if "control" in r:
+            cells += [f"{r['control']:.3f}", f"{r['selectivity']:+.3f}"]
+        t.add_row(*cells)
+    console.print(t)
