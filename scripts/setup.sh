@@ -24,7 +24,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "setup: installing torch==2.13.0 (CPU)"
     { "${PIP[@]}" install "torch==2.13.0" || "${PIP[@]}" install "torch>=2.4"; } 2>&1 | grep -v "is ignored: it is neither" || true
-    "$VENV/bin/python" -c "import torch" || { echo "setup: torch did not install" >&2; exit 1; }
+    "$VENV/bin/python" -W ignore -c "import torch" || { echo "setup: torch did not install" >&2; exit 1; }
 fi
 
 spec="."
