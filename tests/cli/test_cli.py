@@ -173,3 +173,19 @@ def test_observe_probe_bad_labels_is_one_line(capsys, tmp_path):
     assert_one_line_error(code, err, "one class")
     code, _, err = run(capsys, "observe", "probe", "smollm2-135m", "--position", "first")
     assert_one_line_error(code, err, "--position last or mean")
+
+
+@pytest.mark.slow
+def test_observe_neuron_and_geometry(capsys):
+    code, out, _ = run(capsys, "observe", "neuron", "smollm2-135m", "--layer", "20", "--neuron", "100",
+                       "--contexts", "8", "--top", "3", "--json")
+    data = json.loads(out)
+    assert code == 0 and len(data["promotes"]) == 3 and len(data["top"]) == 3
+    assert data["top"][0]["value"] >= data["top"][-1]["value"]
+    assert sum(data["histogram"]["counts"]) == 8 * 64
+    code, _, err = run(capsys, "observe", "neuron", "smollm2-135m", "--layer", "20", "--neuron", "5000")
+    assert_one_line_error(code, err, "neuron 5000 is out of range", "0 to 1535")
+    code, out, _ = run(capsys, "observe", "geometry", "smollm2-135m", "--layer", "15", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["n"] == 210 and len(data["map"]) == 210
+    assert abs(data["pc1_label_correlation"]) > 0.5  # sentiment is a main direction of variation there

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import typer
 from rich.table import Table
 
@@ -211,3 +212,77 @@ def probe(
             cells += [f"{r['control']:.3f}", f"{r['selectivity']:+.3f}"]
         t.add_row(*cells)
     console.print(t)
+
+
+@observe_app.command()
+def neuron(
+    model: str = typer.Argument(..., help="alias, folder, .gguf file or hub id"),
+    layer: int = typer.Option(..., "--layer"),
+    neuron_index: int = typer.Option(..., "--neuron"),
+    corpus: str = typer.Option("stdlib-prose", "--corpus", help="where to look for its top activations"),
+    contexts: int = typer.Option(32, "--contexts", min=1, help="contexts of --context-length tokens to read"),
+    context_length: int = typer.Option(64, "--context-length", min=4),
+    top: int = typer.Option(10, "--top", min=1),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """An MLP neuron: the tokens it promotes and suppresses through the unembedding, and the tokens of a
+    corpus where it fires most (with their contexts and a histogram of its activations)."""
+    import itertools
+
+    from ..data import load_corpus, pack_batches
+    from ..observe import direct_logit_effect, neuron_direction, top_activating
+
+    docs = load_corpus(corpus)
+    lm = load_model(model, dtype, device, quiet=json_out)
+    effect = direct_logit_effect(lm, neuron_direction(lm, layer, neuron_index), k=top)
+    batches = (b.tokens for b in itertools.islice(pack_batches(docs, lm.tokenizer, context_length, 8), -(-contexts // 8)))
+    acts = top_activating(lm, batches, f"blocks.{layer}.mlp.hook_post", unit=neuron_index, k=top)
+    result = {"model": model, "layer": layer, "neuron": neuron_index, **effect, **acts}
+    if json_out:
+        return emit_json(result)
+    console.print(f"L{layer}N{neuron_index} promotes: " + ", ".join(f"{t!r}" for t, _ in effect["promotes"]))
+    console.print(f"L{layer}N{neuron_index} suppresses: " + ", ".join(f"{t!r}" for t, _ in effect["suppresses"]))
+    t = Table(title=f"where it fires most in {corpus} (mean {acts['mean']:.3f}, {acts['fraction_positive']:.0%} > 0)")
+    for col in ("activation", "context", "token"):
+        t.add_column(col)
+    for r in acts["top"]:
+        t.add_row(f"{r['value']:.3f}", repr(r["context"][-60:]), repr(r["token"]))
+    console.print(t)
+
+
+@observe_app.command()
+def geometry(
+    model: str = typer.Argument(..., help="alias, folder, .gguf file or hub id"),
+    data: str = typer.Option("sentiment", "--data", help="bundled labelled set or a CSV/JSONL with text,label"),
+    layer: int = typer.Option(..., "--layer"),
+    k: int = typer.Option(2, "--k", min=2, help="k-means clusters"),
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """PCA and k-means of one layer's last-token activations for a labelled set: variance explained,
+    cluster silhouette, and how well the clusters and the first component line up with the labels."""
+    from ..observe import collect, kmeans, load_labelled, pca, silhouette
+
+    ds = load_labelled(data)
+    lm = load_model(model, dtype, device, quiet=json_out)
+    name = f"blocks.{layer}.hook_resid_post"
+    lm.resolve(name)
+    X = collect(lm, ds.texts, hook=name)[layer]
+    p = pca(X, k=2)
+    labels, _ = kmeans(X, k)
+    y = torch.as_tensor(ds.labels)
+    agree = max(float((labels == y).float().mean()), float((labels != y).float().mean())) if k == 2 else None
+    result = {"model": model, "layer": layer, "n": len(ds.texts), "explained_variance": p.explained.tolist(),
+              "kmeans_silhouette": silhouette(X, labels), "label_silhouette": silhouette(X, y),
+              "kmeans_label_agreement": agree,
+              "pc1_label_correlation": float(torch.corrcoef(torch.stack([p.projected[:, 0], y.float()]))[0, 1]),
+              "map": [[round(float(a), 3), round(float(b), 3), int(c)] for (a, b), c in zip(p.projected, y)]}
+    if json_out:
+        return emit_json(result)
+    console.print(f"layer {layer}, {result['n']} examples of '{data}': PC1+PC2 explain "
+                  f"{sum(result['explained_variance']):.1%}; k-means silhouette {result['kmeans_silhouette']:.3f}; "
+                  f"label silhouette {result['label_silhouette']:.3f}; PC1 vs label r = {result['pc1_label_correlation']:+.3f}"
+                  + (f"; clusters match labels {agree:.1%}" if agree is not None else ""))

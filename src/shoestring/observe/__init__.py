@@ -1,13 +1,16 @@
-"""Observe: logit lens, attention-head census, activation patching, direct logit attribution linear probes
-(geometry, the tuned lens and the report are still to come)."""
+"""Observe: logit lens, attention-head census, activation patching, direct logit attribution linear probes,
+neurons and directions, geometry (the tuned lens and the HTML report are still to come)."""
 
 from .attribution import DLAResult, direct_logit_attribution
+from .geometry import PCA, cosine_matrix, kmeans, pca, silhouette
 from .heads import HeadScores, head_census
 from .labelled import LabelledSet, load_labelled
 from .lens import LensResult, logit_lens
+from .neurons import direct_logit_effect, neuron_direction, top_activating
 from .patching import PatchResult, patch_heads, patch_one, patch_residual
 from .probes import LogisticProbe, ProbeReport, RidgeProbe, collect, probe_layers, probe_texts
 
-__all__ = ["DLAResult", "HeadScores", "LabelledSet", "LensResult", "LogisticProbe", "PatchResult", "ProbeReport",
+__all__ = ["PCA", "cosine_matrix", "direct_logit_effect", "kmeans", "neuron_direction", "pca", "silhouette",
+           "top_activating", "DLAResult", "HeadScores", "LabelledSet", "LensResult", "LogisticProbe", "PatchResult", "ProbeReport",
            "RidgeProbe", "collect", "direct_logit_attribution", "head_census", "load_labelled", "logit_lens",
            "patch_heads", "patch_one", "patch_residual", "probe_layers", "probe_texts"]
