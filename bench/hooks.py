@@ -18,12 +18,9 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import json
 import os
 import platform
-import statistics
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -252,33 +249,32 @@ def contenders(m: Model, ids) -> dict:
     return out
 
 
-def reference(m: Model, ids) -> dict:
-    """HF hidden_states[L + 1] for L < n-1; the last block's raw output from a plain torch hook
-    (HF's last hidden state is after the final norm: that is checked too)."""
+def _hidden(model, blocks, n: int, ids):
+    """HF hidden_states[L + 1] for L < n-1 plus the last block's raw output (a plain torch hook), and
+    HF's own last hidden state (after the final norm)."""
     import torch
 
     box = {}
-    h = m.lm.anatomy.blocks[m.n - 1].register_forward_hook(lambda mod, a, o: box.__setitem__("x", _first(o)))
+    h = blocks[n - 1].register_forward_hook(lambda mod, a, o: box.__setitem__("x", _first(o)))
     try:
         with torch.no_grad():
-            hs = m.model(input_ids=ids, output_hidden_states=True).hidden_states
+            hs = model(input_ids=ids, output_hidden_states=True).hidden_states
     finally:
         h.remove()
-    ref = {L: hs[L + 1] for L in range(m.n - 1)}
-    ref[m.n - 1] = box["x"]
+    return {**{L: hs[L + 1] for L in range(n - 1)}, n - 1: box["x"]}, hs[-1]
+
+
+def reference(m: Model, ids) -> dict:
+    """The captures every contender must match, on the sdpa model and on the eager copy (TransformerLens
+    runs eager attention, whose fp32 sums differ from sdpa's); HF's last hidden state is checked too."""
+    import torch
+
+    ref, last = _hidden(m.model, m.lm.anatomy.blocks, m.n, ids)
     with torch.no_grad():
-        normed = m.lm.anatomy.final_norm(box["x"])
-    # the same on the eager copy: TransformerLens runs eager attention, whose fp32 sums differ from sdpa's
+        normed = m.lm.anatomy.final_norm(ref[m.n - 1])
     eager_blocks = next(mod for n, mod in m.eager.named_modules() if n == m.blocks_path)
-    h = eager_blocks[m.n - 1].register_forward_hook(lambda mod, a, o: box.__setitem__("e", _first(o)))
-    try:
-        with torch.no_grad():
-            hse = m.eager(input_ids=ids, output_hidden_states=True).hidden_states
-    finally:
-        h.remove()
-    eager = {L: hse[L + 1] for L in range(m.n - 1)}
-    eager[m.n - 1] = box["e"]
-    return {"ref": ref, "eager": eager, "last_normed_matches_hidden_states": _diff(normed, hs[-1])}
+    eager, _ = _hidden(m.eager, eager_blocks, m.n, ids)
+    return {"ref": ref, "eager": eager, "last_normed_matches_hidden_states": _diff(normed, last)}
 
 
 def check(m: Model, runs: dict, ids) -> dict:

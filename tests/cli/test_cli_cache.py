@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import transformers as T
+
+from kill_helpers import kill_after_shards
 
 from shoestring.cli.main import main
 from shoestring.store import ActivationStore, Manifest
@@ -110,18 +109,7 @@ def test_kill_9_the_command_mid_run_then_resume(tiny_dir, tmp_path, capsys):
     out = tmp_path / "killed"
     exe = Path(sys.executable).parent / "shoestring"
     cmd = [str(exe), *map(str, base(tiny_dir, out, tokens=tokens))]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            if (out / "manifest.json").exists() and len(Manifest.load(out).shards) >= 5:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    kill_after_shards(cmd, out, 5, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed = Manifest.load(out)
     assert killed.status == "running" and 5 <= len(killed.shards) < 150
     code, stdout, _ = cli(capsys, *base(tiny_dir, out, tokens=tokens))  # the same command resumes

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
+from kill_helpers import kill_after_shards
 from store_helpers import T_CTX, random_batches, tiny_lm
 
 from shoestring.store import ActivationStore, Manifest, cache_activations
@@ -37,18 +34,8 @@ SCRIPT = textwrap.dedent(
 
 def _run_and_kill(out: Path, after_shards: int) -> None:
     code = SCRIPT.format(helpers=str(Path(__file__).parent), out=str(out), kw=KW)
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if (out / "manifest.json").exists() and len(Manifest.load(out).shards) >= after_shards:
-                time.sleep(0.35)  # 2-3 batches into the next shard (a shard is 2 batches of 4 contexts)
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    # 0.35 s after the shard appears: 2-3 batches into the next one (a shard is 2 batches of 4 contexts)
+    kill_after_shards([sys.executable, "-c", code], out, after_shards, settle=0.35, poll=0.05)
 
 
 def test_kill_9_mid_shard_then_resume_equals_uninterrupted(tmp_path):

@@ -6,9 +6,8 @@ import time
 
 import torch
 import typer
-from rich.table import Table
 
-from ._common import DeviceOpt, DtypeOpt, JsonOpt, console, emit_json, human_bytes, load_model
+from ._common import DeviceOpt, DtypeOpt, JsonOpt, console, emit_json, human_bytes, load_model, print_table
 
 
 def demo(
@@ -85,18 +84,10 @@ def demo(
     console.print(f"\n[bold]{prompt}[/bold][cyan]{completion}[/cyan]   ({gen_s:.1f} s, {max_new_tokens} tokens)")
     console.print(f"captured {len(acts)} points over {result['captured']['forward_calls']} forward calls "
                   f"(prefill + decode steps): resid_post {tuple(resid.shape)}, {human_bytes(acts.nbytes())}")
-    _table(f"logit lens at the last prompt token ({tokens[-1]!r})", ("layer", "top token", "prob"),
+    print_table(f"logit lens at the last prompt token ({tokens[-1]!r})", ("layer", "top token", "prob"),
            [(str(r["layer"]), repr(r["top_token"]), f"{r['prob']:.3f}") for r in lens])
-    _table(f"layer {mid}: where the last prompt token attends (mean over heads)", ("token", "position", "weight"),
+    print_table(f"layer {mid}: where the last prompt token attends (mean over heads)", ("token", "position", "weight"),
            [(repr(r["token"]), str(r["position"]), f"{r['weight']:.3f}") for r in attention])
-    _table("strongest induction heads (random tokens, repeated)", ("layer", "head", "score"),
+    print_table("strongest induction heads (random tokens, repeated)", ("layer", "head", "score"),
            [(str(r["layer"]), str(r["head"]), f"{r['score']:.3f}") for r in induction])
 
-
-def _table(title: str, columns, rows) -> None:
-    t = Table(title=title)
-    for col in columns:
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*row)
-    console.print(t)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 import typer
-from rich.table import Table
 
 from ..errors import ShoestringError
-from ._common import DeviceOpt, DtypeOpt, JsonOpt, console, emit_json, load_model
+from ._common import DeviceOpt, DtypeOpt, JsonOpt, console, emit_json, load_model, print_table
 
 observe_app = typer.Typer(help="Look inside: logit lens, the attention-head census, one head's pattern.",
                           no_args_is_help=True)
@@ -31,14 +30,13 @@ def lens(
     rows = logit_lens(lm, prompt, target=target, position=position).rows(top)
     if json_out:
         return emit_json({"model": model, "prompt": prompt, "target": target, "position": position, "layers": rows})
-    t = Table(title=f"logit lens at position {position}")
-    for col in ("layer", "top tokens", "entropy", "KL to final") + (("target p", "rank") if target else ()):
-        t.add_column(col)
+    cells = []
     for r in rows:
         tops = ", ".join(f"{tok!r} {p:.2f}" for tok, p in zip(r["top_tokens"], r["top_probs"]))
         extra = (f"{r['target_prob']:.4f}", str(r["target_rank"])) if target else ()
-        t.add_row(str(r["layer"]), tops, f"{r['entropy']:.2f}", f"{r['kl_to_final']:.2f}", *extra)
-    console.print(t)
+        cells.append((str(r["layer"]), tops, f"{r['entropy']:.2f}", f"{r['kl_to_final']:.2f}", *extra))
+    print_table(f"logit lens at position {position}",
+                ("layer", "top tokens", "entropy", "KL to final") + (("target p", "rank") if target else ()), cells)
 
 
 @observe_app.command()
@@ -65,12 +63,8 @@ def heads(
     if json_out:
         return emit_json({"model": model, "score": score, "seq_len": seq_len, "batch": batch, "seed": seed,
                           "top": best, "scores": {k: v.tolist() for k, v in census.scores.items()}})
-    t = Table(title=f"{score} heads ({batch} x random {seq_len} tokens, repeated)")
-    for col in ("layer", "head", "score"):
-        t.add_column(col)
-    for r in best:
-        t.add_row(str(r["layer"]), str(r["head"]), f"{r['score']:.3f}")
-    console.print(t)
+    print_table(f"{score} heads ({batch} x random {seq_len} tokens, repeated)", ("layer", "head", "score"),
+                [(str(r["layer"]), str(r["head"]), f"{r['score']:.3f}") for r in best])
 
 
 @observe_app.command()
@@ -96,13 +90,9 @@ def pattern(
     if json_out:
         return emit_json({"model": model, "layer": layer, "head": head, "tokens": tokens,
                           "pattern": [[round(float(x), 4) for x in row] for row in p]})
-    t = Table(title=f"L{layer}H{head}: each token's strongest key")
-    for col in ("query", "attends to", "weight"):
-        t.add_column(col)
-    for i, tok in enumerate(tokens):
-        j = int(p[i].argmax())
-        t.add_row(repr(tok), repr(tokens[j]), f"{float(p[i, j]):.3f}")
-    console.print(t)
+    strongest = [int(p[i].argmax()) for i in range(len(tokens))]
+    print_table(f"L{layer}H{head}: each token's strongest key", ("query", "attends to", "weight"),
+                [(repr(tok), repr(tokens[j]), f"{float(p[i, j]):.3f}") for i, (tok, j) in enumerate(zip(tokens, strongest))])
 
 
 @observe_app.command()
@@ -134,12 +124,9 @@ def patch(
         return emit_json({"model": model, "hook": r.hook, "metric": r.metric, "clean": r.clean, "corrupt": r.corrupt,
                           "columns": r.columns, "grid": [[round(float(x), 4) for x in row] for row in r.grid],
                           "top": best})
-    t = Table(title=f"patching {r.hook} ({r.metric}): clean {r.clean:.3f}, corrupt {r.corrupt:.3f}")
-    for col in ("layer", "head" if heads else "position", "restored"):
-        t.add_column(col)
-    for row in best:
-        t.add_row(str(row["layer"]), str(row["column"]), f"{row['score']:.3f}")
-    console.print(t)
+    print_table(f"patching {r.hook} ({r.metric}): clean {r.clean:.3f}, corrupt {r.corrupt:.3f}",
+                ("layer", "head" if heads else "position", "restored"),
+                [(str(row["layer"]), str(row["column"]), f"{row['score']:.3f}") for row in best])
 
 
 @observe_app.command()
@@ -163,12 +150,8 @@ def dla(
     if json_out:
         return emit_json({"model": model, "prompt": prompt, "target": target, "wrong": wrong, "logit": r.logit,
                           "sum_of_parts": r.total(), "top": best})
-    t = Table(title=f"direct logit attribution: logit {r.logit:.3f}, sum of parts {r.total():.3f}")
-    for col in ("part", "contribution"):
-        t.add_column(col)
-    for row in best:
-        t.add_row(row["part"], f"{row['contribution']:+.3f}")
-    console.print(t)
+    print_table(f"direct logit attribution: logit {r.logit:.3f}, sum of parts {r.total():.3f}",
+                ("part", "contribution"), [(row["part"], f"{row['contribution']:+.3f}") for row in best])
 
 
 @observe_app.command()
@@ -202,16 +185,14 @@ def probe(
     rows = report.rows()
     if json_out:
         return emit_json({"model": model, "data": data, "metric": report.metric, "best_layer": report.best_layer, "rows": rows})
-    t = Table(title=f"probe '{data}' ({len(ds.texts)} examples): best layer {report.best_layer}")
     cols = ["layer", report.metric, "95% CI", "shuffled"] + (["control", "selectivity"] if "control" in rows[0] else [])
-    for col in cols:
-        t.add_column(col)
+    cells = []
     for r in rows:
-        cells = [str(r["layer"]), f"{r[report.metric]:.3f}", f"{r['ci_low']:.2f}-{r['ci_high']:.2f}", f"{r.get('shuffled', float('nan')):.3f}"]
+        row = [str(r["layer"]), f"{r[report.metric]:.3f}", f"{r['ci_low']:.2f}-{r['ci_high']:.2f}", f"{r.get('shuffled', float('nan')):.3f}"]
         if "control" in r:
-            cells += [f"{r['control']:.3f}", f"{r['selectivity']:+.3f}"]
-        t.add_row(*cells)
-    console.print(t)
+            row += [f"{r['control']:.3f}", f"{r['selectivity']:+.3f}"]
+        cells.append(row)
+    print_table(f"probe '{data}' ({len(ds.texts)} examples): best layer {report.best_layer}", cols, cells)
 
 
 @observe_app.command()
@@ -244,12 +225,9 @@ def neuron(
         return emit_json(result)
     console.print(f"L{layer}N{neuron_index} promotes: " + ", ".join(f"{t!r}" for t, _ in effect["promotes"]))
     console.print(f"L{layer}N{neuron_index} suppresses: " + ", ".join(f"{t!r}" for t, _ in effect["suppresses"]))
-    t = Table(title=f"where it fires most in {corpus} (mean {acts['mean']:.3f}, {acts['fraction_positive']:.0%} > 0)")
-    for col in ("activation", "context", "token"):
-        t.add_column(col)
-    for r in acts["top"]:
-        t.add_row(f"{r['value']:.3f}", repr(r["context"][-60:]), repr(r["token"]))
-    console.print(t)
+    print_table(f"where it fires most in {corpus} (mean {acts['mean']:.3f}, {acts['fraction_positive']:.0%} > 0)",
+                ("activation", "context", "token"),
+                [(f"{r['value']:.3f}", repr(r["context"][-60:]), repr(r["token"])) for r in acts["top"]])
 
 
 @observe_app.command()

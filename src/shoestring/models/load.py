@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -70,23 +71,12 @@ def free_memory(device: str) -> int | None:
 
 
 def _param_count_from_safetensors(folder: Path) -> int | None:
-    import json
-    import struct
+    from ..safetensors_header import read_header
 
-    total, files = 0, list(folder.glob("*.safetensors"))
+    files = list(folder.glob("*.safetensors"))
     if not files:
         return None
-    for f in files:
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for key, meta in header.items():
-            if key != "__metadata__":
-                count = 1
-                for s in meta["shape"]:
-                    count *= s
-                total += count
-    return total
+    return sum(math.prod(meta["shape"]) for f in files for meta in read_header(f)[1].values())
 
 
 def check_fits(n_params: int | None, dtype, device: str, device_map) -> None:

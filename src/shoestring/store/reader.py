@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import queue
 import threading
@@ -21,6 +22,7 @@ import torch
 from safetensors import safe_open
 
 from ..errors import ShoestringError, nearest
+from ..safetensors_header import read_header
 from .manifest import Manifest
 
 
@@ -167,6 +169,8 @@ class ActivationStore:
             for _ in range(epochs):
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 for a in range(0, n, mix_shards):
+                    for i in order[a : a + 2 * mix_shards]:  # this group and the next: reads overlap the scatter
+                        _willneed(self._mmap(int(i), key))
                     parts = []
                     for i in order[a : a + mix_shards]:
                         keep = self._keep(int(i), skip_bos, skip_special)
@@ -238,6 +242,14 @@ class ActivationStore:
             if h.hexdigest() != shard.checksum:
                 bad.append(shard.file)
         return bad
+
+
+def _willneed(mm: np.ndarray) -> None:
+    """Ask the kernel to read a memory-mapped tensor ahead (sequential batches only; a random ``get``
+    must not pull whole tensors in)."""
+    m = getattr(mm, "_mmap", None)
+    if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
+        m.madvise(mmap.MADV_WILLNEED)
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -318,11 +330,5 @@ _DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I32": np.in
 
 def _header(path: str) -> tuple[int, dict]:
     """Byte offset of the data and ``{key: (dtype, shape, start, end)}`` from a safetensors header."""
-    import json
-    import struct
-
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    entries = {k: (_DTYPES[v["dtype"]], v["shape"], *v["data_offsets"]) for k, v in header.items() if k != "__metadata__"}
-    return 8 + n, entries
+    base, header = read_header(path)
+    return base, {k: (_DTYPES[v["dtype"]], v["shape"], *v["data_offsets"]) for k, v in header.items()}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -111,8 +110,10 @@ class _ShardBuffer:
         return out
 
 
-def _flat_width(lm, hook: str) -> int:
-    return int(np.prod(lm.point_shapes(batch=1, pos=2)[hook][2:]))
+def _flat_widths(lm, hooks: list[str]) -> dict[str, int]:
+    """Width of each hook flattened to ``[token, width]`` (one small forward for all of them)."""
+    shapes = lm.point_shapes(batch=1, pos=2)
+    return {h: int(np.prod(shapes[h][2:])) for h in hooks}
 
 
 def cache_activations(
@@ -160,7 +161,7 @@ def cache_activations(
         raise ShoestringError("no hook points to cache", "name at least one with --hooks, e.g. blocks.5.hook_resid_post")
     if any(s.pos_dim != 1 for s in specs):
         raise ShoestringError("attention patterns cannot be cached per token", "cache hook_z or hook_attn_out instead")
-    widths = {h: _flat_width(lm, h) for h in hooks}
+    widths = _flat_widths(lm, hooks)
     if directions:  # checked before anything is written
         unknown = set(directions) - set(hooks)
         if unknown:
