@@ -75,10 +75,12 @@ def _target_id(lm, target: str | None) -> int | None:
 
 @torch.no_grad()
 def logit_lens(lm, prompt: str, *, target: str | None = None, position: int = -1,
-               layers: list[int] | None = None) -> LensResult:
+               layers: list[int] | None = None, lens=None) -> LensResult:
     """Apply ``ln_final`` + unembedding to ``resid_post`` of every layer (or ``layers``) at ``position``.
 
-    At the last layer this is exactly the model's own distribution (the hooks' invariant).
+    At the last layer this is exactly the model's own distribution (the hooks' invariant). With
+    ``lens`` (a :class:`~shoestring.observe.tuned_lens.TunedLens`) each layer's residual goes through its
+    translator first: the tuned lens.
     """
     enc = lm.tokenize(prompt)
     n_ctx = getattr(lm.model.config, "max_position_embeddings", None)
@@ -93,7 +95,10 @@ def logit_lens(lm, prompt: str, *, target: str | None = None, position: int = -1
     names = [f"blocks.{L}.hook_resid_post" for L in layers]
     logits, acts = lm.run_with_cache(enc, names, stop_early=False, pos=position)
     resid = torch.cat([acts[n] for n in names], dim=0)[:, 0]  # [n_layers, d_model]
-    lens = lm.unembed(resid).float().log_softmax(-1)
+    if lens is not None:
+        lens.check_model(lm)
+        resid = torch.stack([lens.translate(L, resid[i]) for i, L in enumerate(layers)])
+    lp = lm.unembed(resid).float().log_softmax(-1)
     final = logits[0, position].float().log_softmax(-1)
     tokens = [lm.tokenizer.decode([int(t)]) for t in enc["input_ids"][0]]
-    return LensResult(layers, lens, final, position, tid, tokens, lm.tokenizer.decode)
+    return LensResult(layers, lp, final, position, tid, tokens, lm.tokenizer.decode)
