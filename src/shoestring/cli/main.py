@@ -21,6 +21,7 @@ from .demo import demo
 from .generate import generate
 from .models import info, models
 from .observe import observe_app
+from .observe_tuned import tuned_lens
 from .runs import runs_app, sweep
 from .store import cache, plan
 
@@ -38,6 +39,7 @@ app.command()(cache)
 app.command()(plan)
 app.command()(sweep)
 app.add_typer(runs_app, name="runs")
+observe_app.command("tuned-lens")(tuned_lens)
 app.add_typer(observe_app, name="observe")
 
 

@@ -57,7 +57,7 @@ def cache(
         lm, stream(), hooks=names, out=out, target_tokens=tokens, context_length=context_length, corpus=corpus,
         dtype=dtype, shard_tokens=shard_tokens, stats_only=stats_only, topk=topk, progress=not json_out,
         skip_contexts_fn=stream,
-        meta={"bos_token_id": tok.bos_token_id, "special_ids": sorted(set(tok.all_special_ids)), "batch_size": batch},
+        meta={"batch_size": batch},
     )
     result = {"out": out, "status": manifest.status, "tokens": manifest.n_tokens, "shards": len(manifest.shards),
               "hooks": manifest.hooks, "widths": manifest.widths, "dtype": manifest.dtype, "batch_size": batch,

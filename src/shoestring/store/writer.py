@@ -116,6 +116,14 @@ def _flat_widths(lm, hooks: list[str]) -> dict[str, int]:
     return {h: int(np.prod(shapes[h][2:])) for h in hooks}
 
 
+def _token_meta(lm) -> dict:
+    """What the reader needs to skip BOS / special tokens (``skip_bos``, ``skip_special``)."""
+    tok = getattr(lm, "tokenizer", None)
+    if tok is None:
+        return {}
+    return {"bos_token_id": tok.bos_token_id, "special_ids": sorted(set(tok.all_special_ids))}
+
+
 def cache_activations(
     lm,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
@@ -174,7 +182,7 @@ def cache_activations(
     want = Manifest(
         model=lm.name, model_fingerprint=model_fingerprint(lm), hooks=hooks, widths=widths, dtype=dtype,
         context_length=T, corpus=corpus, add_bos=add_bos, shard_contexts=shard_ctx,
-        target_tokens=int(target_tokens), stats_only=stats_only, meta=dict(meta or {}),
+        target_tokens=int(target_tokens), stats_only=stats_only, meta={**_token_meta(lm), **(meta or {})},
         topk=int(topk), directions={h: list(d.shape) for h, d in (directions or {}).items()},
     )
     fresh = not out.exists()
