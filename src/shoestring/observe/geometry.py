@@ -75,3 +75,28 @@ def cosine_matrix(directions: dict) -> tuple[list, torch.Tensor]:
     V = torch.stack([torch.as_tensor(directions[n]).float().flatten() for n in names])
     V = V / V.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return names, V @ V.T
+
+
+def geometry_summary(X: torch.Tensor, labels, k: int = 2, seed: int = 0) -> dict:
+    """PCA, k-means and silhouettes of ``X [n, d]`` against class ``labels``, as one JSON-ready dict.
+
+    Keys: ``n``, ``explained_variance`` (PC1, PC2), ``kmeans_silhouette``, ``label_silhouette``,
+    ``kmeans_label_agreement`` (two clusters vs two classes, the better of both matchings; else ``None``),
+    ``pc1_label_correlation``, ``map`` (``[pc1, pc2, label]`` per example) and ``clusters`` (k-means ids).
+    """
+    X = torch.as_tensor(X).float()
+    y = torch.as_tensor(list(labels))
+    if len(y) != len(X):
+        raise ShoestringError(f"{len(X)} examples but {len(y)} labels", "give one label per example")
+    p = pca(X, k=2)
+    clusters, _ = kmeans(X, k, seed=seed)
+    agree = None
+    if k == 2 and len(y.unique()) == 2:
+        yb = (y == y.unique()[1]).long()
+        agree = max(float((clusters == yb).float().mean()), float((clusters != yb).float().mean()))
+    return {"n": len(X), "explained_variance": p.explained.tolist(),
+            "kmeans_silhouette": silhouette(X, clusters), "label_silhouette": silhouette(X, y),
+            "kmeans_label_agreement": agree,
+            "pc1_label_correlation": float(torch.corrcoef(torch.stack([p.projected[:, 0], y.float()]))[0, 1]),
+            "map": [[round(float(a), 3), round(float(b), 3), int(c)] for (a, b), c in zip(p.projected[:, :2], y)],
+            "clusters": clusters.tolist()}

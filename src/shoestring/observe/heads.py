@@ -63,3 +63,18 @@ def head_census(lm, *, seq_len: int = 32, batch: int = 4, seed: int = 0, window:
         for k, v in zip(SCORES, (prev, dup, ind, sink, local)):
             scores[k].append(v)
     return HeadScores({k: torch.stack(v) for k, v in scores.items()}, seq_len, batch)
+
+
+@torch.no_grad()
+def attention_pattern(lm, prompt: str, layer: int, head: int) -> tuple[list[str], torch.Tensor]:
+    """One head's attention on ``prompt``: ``(tokens, pattern [query, key])``; only that layer's pattern
+    is computed."""
+    name = f"blocks.{layer}.attn.hook_pattern"
+    lm.resolve(name)  # layer range, with the usual message
+    if not 0 <= head < lm.anatomy.n_heads:
+        raise ShoestringError(f"head {head} is out of range",
+                              f"layer {layer} has {lm.anatomy.n_heads} heads: 0 to {lm.anatomy.n_heads - 1}")
+    enc = lm.tokenize(prompt)
+    _, acts = lm.run_with_cache(enc, [name])
+    tokens = [lm.tokenizer.decode([int(t)]) for t in enc["input_ids"][0]]
+    return tokens, acts[name][0, head].float().cpu()

@@ -82,7 +82,28 @@ def top_activating(lm, contexts, hook: str, unit: int | None = None, direction: 
             continue
         start = max(index - window, (index // T) * T)
         rows.append({"value": round(value, 4), "token": decode([int(tokens[index])]),
-                     "context": decode(tokens[start:index].tolist()), "token_index": index})
+                     "context": decode(tokens[start:index].tolist()), "token_index": index,
+                     # the window token by token with the unit's value at each (for highlighting)
+                     "tokens": [decode([int(t)]) for t in tokens[start : index + 1]],
+                     "values": [round(float(v), 4) for v in allv[start : index + 1]]})
     hist = torch.histc(allv, bins=bins, min=float(allv.min()), max=float(allv.max()))
     return {"top": rows, "histogram": {"counts": hist.int().tolist(), "min": float(allv.min()), "max": float(allv.max())},
             "mean": float(allv.mean()), "fraction_positive": float((allv > 0).float().mean())}
+
+
+@torch.no_grad()
+def token_activations(lm, text: str, hook: str, unit: int | None = None,
+                      direction: torch.Tensor | None = None) -> tuple[list[str], list[float]]:
+    """``(tokens, values)``: ``hook``'s ``unit`` (a neuron / column) or its projection on ``direction`` at
+    every token of ``text`` (for token highlighting)."""
+    spec = lm.resolve(hook)[0]
+    if (unit is None) == (direction is None):
+        raise ShoestringError("give exactly one of unit= and direction=", "a neuron index, or a residual direction")
+    enc = lm.tokenize(text)
+    _, acts = lm.run_with_cache(enc, [spec.name], device="cpu")
+    x = acts[spec.name][0].float().flatten(1)  # [T, width]
+    if unit is not None and not 0 <= unit < x.shape[-1]:
+        raise ShoestringError(f"unit {unit} is out of range", f"{spec.name} has {x.shape[-1]} units: 0 to {x.shape[-1] - 1}")
+    v = x[:, unit] if unit is not None else x @ direction.float().cpu()
+    decode = lm.tokenizer.decode if lm.tokenizer is not None else (lambda ids: str(ids[0]))
+    return [decode([int(t)]) for t in enc["input_ids"][0]], [round(float(a), 4) for a in v]
