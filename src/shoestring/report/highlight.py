@@ -27,12 +27,12 @@ def colour(value: float, vmax: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha:.3f})"
 
 
-def _show(token: str) -> str:
-    return esc(token.replace("\r", "").replace("\n", "⏎\n"))
+def _show(token: str, newlines: bool) -> str:
+    return esc(token.replace("\r", "").replace("\n", "⏎\n" if newlines else "⏎"))
 
 
 def highlight_tokens(tokens, values, *, vmax: float | None = None, label: str | None = None,
-                     fmt: str = "{:+.3f}", mark: int | None = None) -> str:
+                     fmt: str = "{:+.3f}", mark: int | None = None, newlines: bool = True) -> str:
     """One line of coloured token spans.
 
     Parameters
@@ -50,6 +50,8 @@ def highlight_tokens(tokens, values, *, vmax: float | None = None, label: str | 
         How a value prints in its token's hover title.
     mark
         Index of a token to underline (e.g. the top-activating one).
+    newlines
+        Break the line where a token holds a newline (always shown as ``⏎``); ``False`` keeps one line.
 
     Returns
     -------
@@ -70,7 +72,7 @@ def highlight_tokens(tokens, values, *, vmax: float | None = None, label: str | 
         if i == mark:
             style += "; text-decoration: underline; font-weight: bold"
         title = f"{tok!r}: {fmt.format(v)}" if math.isfinite(v) else f"{tok!r}: n/a"
-        spans.append(f'<span class="tok" style="{style}" title="{esc(title)}">{_show(tok)}</span>')
+        spans.append(f'<span class="tok" style="{style}" title="{esc(title)}">{_show(tok, newlines)}</span>')
     head = f'<span class="tok-label">{esc(label)}</span>' if label else ""
     return f'<div class="tokens">{head}{"".join(spans)}</div>'
 

@@ -17,7 +17,7 @@ def histogram_figure(hist: dict, title: str = "activations over the corpus"):
     fig.add_bar(x=centres, y=counts, width=[width] * len(counts), marker_color=COLOURS[0],
                 hovertemplate="%{x:.3f}: %{y} tokens<extra></extra>", name="tokens")
     fig.update_xaxes(title_text="activation")
-    fig.update_yaxes(title_text="tokens", type="log")
+    fig.update_yaxes(title_text="tokens")
     return fig
 
 
@@ -30,7 +30,8 @@ def contexts_html(top_rows: list[dict], vmax: float | None = None) -> str:
     for r in top_rows:
         tokens = r.get("tokens") or [r["context"], r["token"]]
         values = r.get("values") or [float("nan"), r["value"]]
-        lines.append(highlight_tokens(tokens, values, vmax=vmax, label=f"{r['value']:+.3f}", mark=len(tokens) - 1))
+        lines.append(highlight_tokens(tokens, values, vmax=vmax, label=f"{r['value']:+.3f}", mark=len(tokens) - 1,
+                                      newlines=False))
     return "".join(lines) + legend(vmax)
 
 
