@@ -1,0 +1,106 @@
+"""The report in a real headless browser (Debian's chromium, driven by Selenium): it renders every chart,
+logs no console error and requests nothing from the network; broken pages are caught."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+import browser_check
+from report_pages import full_page
+from shoestring.report import Page
+
+pytestmark = pytest.mark.skipif(browser_check.available() is not None, reason=str(browser_check.available()))
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """The suite's network guard (tests/conftest.py), widened to loopback: Selenium talks to chromedriver
+    on 127.0.0.1, nothing else may connect."""
+    real = socket.create_connection
+
+    def local_only(address, *args, **kwargs):
+        if address[0] not in ("127.0.0.1", "localhost", "::1"):
+            raise OSError("network access is disabled in the test suite")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", local_only)
+
+
+def off_machine(urls) -> list[str]:
+    return [u for u in urls if not u.startswith(("file:", "data:", "blob:", "about:"))]
+
+
+@pytest.fixture(scope="module")
+def built():
+    return full_page()
+
+
+def test_the_page_renders_every_chart_without_errors(built, tmp_path):
+    path = built.page.save(tmp_path / "report.html")
+    seen = browser_check.open_page(path)
+    assert seen.errors == []
+    assert seen.chart_divs == built.page.n_figures and seen.charts == seen.chart_divs
+    assert seen.headings == built.titles
+    assert seen.titled_spans == built.token_spans > 0
+    assert off_machine(seen.requests) == [] and seen.requests[0] == path.resolve().as_uri()
+
+
+def test_a_broken_script_is_caught(tmp_path):
+    page = Page("broken")
+    page.section("A chart").figure(_scatter())
+    page.section("Bad").html("<script>callSomethingThatDoesNotExist();</script>")
+    seen = browser_check.open_page(page.save(tmp_path / "broken.html"))
+    assert any("callSomethingThatDoesNotExist" in e for e in seen.errors), seen.errors
+    assert seen.charts == 1  # the rest of the page still works
+
+
+def test_a_chart_that_fails_to_draw_is_counted(tmp_path):
+    page = Page("half drawn")
+    page.section("Good").figure(_scatter())
+    page.section("Never drawn").html('<div class="plotly-graph-div" id="orphan"></div>')
+    seen = browser_check.open_page(page.save(tmp_path / "half.html"))
+    assert seen.chart_divs == 2 and seen.charts == 1
+
+
+def test_a_network_request_is_blocked_and_reported(tmp_path):
+    """A page that tries a CDN is refused by the page's Content-Security-Policy, which logs an error;
+    the static check finds the reference too."""
+    page = Page("cdn")
+    page.section("x").html('<script src="https://cdn.example.invalid/plotly.min.js"></script>')
+    path = page.save(tmp_path / "cdn.html")
+    assert browser_check.external_references(path.read_text()) == ['<script src=https://cdn.example.invalid/plotly.min.js>']
+    seen = browser_check.open_page(path)
+    assert seen.errors and any("Content Security Policy" in e or "cdn.example.invalid" in e for e in seen.errors)
+
+
+@pytest.mark.slow
+def test_the_smollm2_tour_page_in_the_browser(tmp_path, capsys):
+    """`shoestring observe tour` on the real model: one page, every chart drawn, no console error."""
+    from shoestring.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["observe", "tour", "smollm2-135m", "--out", str(tmp_path), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert exc.value.code == 0
+    lens = summary["lens"]["rows"]
+    assert lens[-1]["target_rank"] == 0 and lens[-1]["kl_to_final"] == pytest.approx(0, abs=1e-3)
+    heads = summary["induction_heads"]
+    assert heads == sorted(heads, key=lambda h: -h["score"])
+    best = next(r for r in summary["probe"]["rows"] if r["layer"] == summary["probe"]["best_layer"])
+    assert best["accuracy"] > best["shuffled"] and best["accuracy"] > best["control"]
+    assert summary["patching"]["top"][0]["score"] > 0.5  # some single patch restores most of the answer
+    seen = browser_check.open_page(tmp_path / summary["report"].split("/")[-2] / "report.html")
+    assert seen.errors == [] and seen.charts == seen.chart_divs >= 8
+    assert off_machine(seen.requests) == []
+    for title in ("Logit lens", "Attention-head census", "Linear probes", "Activation patching"):
+        assert title in seen.headings
+    assert seen.titled_spans > 0
+
+
+def _scatter():
+    import plotly.graph_objects as go
+
+    return go.Figure(go.Scatter(x=[0, 1, 2], y=[2, 0, 1]))
