@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -10,6 +11,12 @@ import torch
 from shoestring.cli.main import main
 from shoestring.errors import ShoestringError
 from shoestring.models.load import check_fits
+
+
+@pytest.fixture(autouse=True)
+def _runs_in_tmp(tmp_path, monkeypatch):
+    """observe commands and the demo write run directories: keep them out of the work tree."""
+    monkeypatch.setenv("SHOESTRING_RUNS", str(tmp_path / "runs"))
 
 
 def run(capsys, *argv):
@@ -123,6 +130,13 @@ def test_demo_json(capsys):
     assert data["logit_lens"][-1]["layer"] == 29 and data["logit_lens"][-1]["top_token"].strip() == "Paris"
     assert abs(sum(r["weight"] for r in data["attention_of_last_prompt_token"])) <= 1.0 + 1e-4
     assert data["induction_heads"][0]["score"] > 0.5
+    # the observation tour: its report, a factual lens, named induction heads, a probe curve with selectivity
+    tour = data["tour"]
+    assert data["report"].endswith("report.html") and os.path.isfile(data["report"])
+    assert tour["lens"]["rows"][-1]["target_rank"] == 0
+    assert data["induction_heads"] == tour["induction_heads"][:3]
+    rows = tour["probe"]["rows"]
+    assert len(rows) > 1 and all("selectivity" in r for r in rows)
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""``shoestring demo``: the default model, its anatomy, a generation under capture, what was captured."""
+"""``shoestring demo``: the default model, its anatomy, a generation under capture, what was captured, and
+an observation tour (logit lens, induction heads, a probe curve, ...) written as one HTML report."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ import torch
 import typer
 
 from ._common import DeviceOpt, DtypeOpt, JsonOpt, console, emit_json, human_bytes, load_model, print_table
+from ._report import OutOpt, say_where
 
 
 def demo(
     model: str = typer.Option("smollm2-135m", "--model", help="alias, folder, .gguf file or hub id"),
     prompt: str = typer.Option("The capital of France is", "--prompt"),
     max_new_tokens: int = typer.Option(12, "--max-new-tokens", "-n", min=1),
+    tour: bool = typer.Option(True, "--tour/--no-tour", help="also run the observation tour and write its report"),
     dtype: str = DtypeOpt,
     device: str = DeviceOpt,
+    out: str = OutOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Load the default model, show its anatomy, generate while capturing, and read the captures:
-    a logit lens over the layers and the attention of the last prompt token."""
+    a logit lens over the layers and the attention of the last prompt token. Then the observation tour
+    (`shoestring observe tour`): its headline numbers here, everything in one HTML report."""
     from ..hooks.invariants import check_invariants
 
     t0 = time.perf_counter()
@@ -48,9 +53,16 @@ def demo(
     attn = prefill_pattern[0, :, n_prompt - 1].mean(0)  # last prompt token, averaged over heads
     top = attn.topk(min(3, n_prompt))
     attention = [{"token": tokens[int(j)], "position": int(j), "weight": round(float(w), 4)} for w, j in zip(top.values, top.indices)]
-    from ..observe import head_census
+    from .observe_tour import print_tour, run_tour
 
-    induction = head_census(lm, seq_len=32, batch=2).top("induction", 3)
+    summary = report = induction = None
+    if tour and json_out:
+        summary, report = run_tour(lm, model, dtype=dtype, device=device, out=out, quiet=True)
+        induction = summary["induction_heads"][:3]
+    elif not tour:  # with the tour, its census names the induction heads
+        from ..observe import head_census
+
+        induction = head_census(lm, seq_len=32, batch=2).top("induction", 3)
     resid = acts["blocks.0.hook_resid_post"]
     result = {
         "model": model,
@@ -72,6 +84,7 @@ def demo(
         "attention_layer": mid,
         "attention_of_last_prompt_token": attention,
         "induction_heads": induction,
+        **({"tour": summary, "report": str(report)} if tour else {}),
     }
     if json_out:
         return emit_json(result)
@@ -88,6 +101,12 @@ def demo(
            [(str(r["layer"]), repr(r["top_token"]), f"{r['prob']:.3f}") for r in lens])
     print_table(f"layer {mid}: where the last prompt token attends (mean over heads)", ("token", "position", "weight"),
            [(repr(r["token"]), str(r["position"]), f"{r['weight']:.3f}") for r in attention])
-    print_table("strongest induction heads (random tokens, repeated)", ("layer", "head", "score"),
-           [(str(r["layer"]), str(r["head"]), f"{r['score']:.3f}") for r in induction])
+    if not tour:
+        print_table("strongest induction heads (random tokens, repeated)", ("layer", "head", "score"),
+                    [(str(r["layer"]), str(r["head"]), f"{r['score']:.3f}") for r in induction])
+        return
+    summary, report = run_tour(lm, model, dtype=dtype, device=device, out=out)  # the census is part of it
+    console.rule(f"[bold]observation tour[/bold] ({summary['total_seconds']:.0f} s)")
+    print_tour(summary)
+    say_where(report)
 

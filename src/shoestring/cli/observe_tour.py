@@ -39,8 +39,8 @@ def print_tour(summary: dict) -> None:
     step = max(1, len(rows) // 8)
     shown = sorted({*range(0, len(rows), step), len(rows) - 1})
     first = lens["first_layer_top1"]
-    print_table(f"logit lens on {lens['prompt']!r}: {lens['target']!r} is the top token from layer "
-                f"{first if first is not None else '(never)'}", ("layer", "top token", "target rank", "target p", "KL to final"),
+    when = f"is the top token from layer {first}" if first is not None else "is never the top token"
+    print_table(f"logit lens on {lens['prompt']!r}: {lens['target']!r} {when}", ("layer", "top token", "target rank", "target p", "KL to final"),
                 [(str(rows[i]["layer"]), repr(rows[i]["top_tokens"][0]), str(rows[i]["target_rank"]),
                   f"{rows[i]['target_prob']:.4f}", f"{rows[i]['kl_to_final']:.2f}") for i in shown])
     print_table("strongest induction heads (random tokens, repeated)", ("layer", "head", "score"),
