@@ -43,18 +43,31 @@ fi
 
 # Built-in corpora bible-kjv and austen come from Debian packages (the tests use them; optional
 # elsewhere). austen's package would pull in R, so its .deb is only unpacked into the cache.
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+apt_updated=0
+apt_update() { [ $apt_updated = 1 ] || { $SUDO apt-get update -qq >/dev/null 2>&1 || true; apt_updated=1; }; }
 if [ "$EXTRAS" = "test" ] && command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
     DEBS="${SHOESTRING_HOME:-$HOME/.cache/shoestring}/debs"
     need_bible=0; command -v bible >/dev/null || need_bible=1
     need_austen=0; [ -f "$DEBS/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb" ] || need_austen=1
     if [ $need_bible = 1 ] || [ $need_austen = 1 ]; then
         echo "setup: fetching the bible-kjv / austen corpora (Debian packages)"
-        $SUDO apt-get update -qq >/dev/null 2>&1 || true
+        apt_update
         [ $need_bible = 1 ] && { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bible-kjv bible-kjv-text >/dev/null 2>&1 \
             || echo "setup: bible-kjv not installed (its tests will be skipped)"; }
         [ $need_austen = 1 ] && { mkdir -p "$DEBS" && (cd "$DEBS" && apt-get download -qq r-cran-janeaustenr >/dev/null 2>&1 \
             && dpkg -x r-cran-janeaustenr_*.deb . && rm -f r-cran-janeaustenr_*.deb) \
             || echo "setup: austen corpus not installed (its tests will be skipped)"; }
+    fi
+fi
+
+# The HTML report's browser test loads pages in Debian's chromium through chromium-driver (Selenium drives
+# it; browsers that tools download for themselves need network the test machines lack). Skipped if present.
+if [ "$EXTRAS" = "test" ] && command -v apt-get >/dev/null; then
+    if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+        echo "setup: installing chromium + chromium-driver (the report's browser test)"
+        apt_update
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+            || echo "setup: chromium not installed (the browser tests will be skipped)"
     fi
 fi
