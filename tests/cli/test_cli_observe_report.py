@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import transformers as T
 
 from shoestring.cli.main import main
 from shoestring.observe import TunedLens
+from shoestring.runs.identity import load_toml
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +48,14 @@ def check_run(report: Path, task: str, **config) -> dict:
     run = report.parent
     assert report.name == "report.html" and report.stat().st_size > 0
     assert run.name.startswith(task + "-")
-    toml = tomllib.loads((run / "config.toml").read_text())
+    toml = load_toml((run / "config.toml").read_text(), "config.toml")
     assert toml["task"] == task
     for k, v in config.items():
         assert toml["config"][k] == v, k
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "done" and status["error"] is None
     env = json.loads((run / "env.json").read_text())
-    assert env["versions"]["torch"] == torch.__version__ if "versions" in env else "python" in json.dumps(env)
+    assert env["torch"] == torch.__version__ and env["end"] >= env["start"]
     assert json.loads((run / "metrics.json").read_text())
     html = report.read_text()
     assert "plotly-graph-div" in html and "Content-Security-Policy" in html

@@ -6,7 +6,6 @@ Every command writes a run directory (config, env, metrics, the full result) wit
 
 from __future__ import annotations
 
-import torch
 import typer
 
 from ..errors import ShoestringError
