@@ -5,6 +5,7 @@ URL the page requested."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ def available() -> str | None:
     """None when a browser test can run, else why not."""
     try:
         import selenium  # noqa: F401
-    except ImportError:
+    except ImportError:  # pragma: no cover
         return "selenium is not installed (pip install -e '.[test]')"
     if CHROMIUM is None or DRIVER is None:
         return "chromium / chromium-driver are not installed (scripts/setup.sh test installs them)"
@@ -45,6 +46,7 @@ def open_page(path: Path, settle_s: float = 0.5) -> Seen:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look for drivers online
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in FLAGS:

@@ -56,6 +56,8 @@ def write_run(task: str, config: dict, result: dict, *, metrics: dict | None = N
     where = run.path
     if page is not None and not no_report:
         where = page.save(run.path / "report.html")
+    elif (run.path / "report.html").exists():  # from an earlier run of the same config: stale now
+        (run.path / "report.html").unlink()
     run.finish(result if metrics is None else metrics)
     return where
 

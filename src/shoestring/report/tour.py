@@ -58,7 +58,7 @@ class Tour:
     def config(self) -> dict:
         return asdict(self)
 
-    def probe_layers(self, n_layers: int) -> list[int]:
+    def layers_to_probe(self, n_layers: int) -> list[int]:
         k = max(1, min(self.probe_points, n_layers))
         return sorted({round(i * (n_layers - 1) / max(k - 1, 1)) for i in range(k)})
 
@@ -106,7 +106,7 @@ class Tour:
 
         say("probe")
         ds = load_labelled(self.data)
-        layers = self.probe_layers(lm.n_layers)
+        layers = self.layers_to_probe(lm.n_layers)
         resid = [f"blocks.{L}.hook_resid_post" for L in layers]
         mlp = [f"blocks.{L}.mlp.hook_post" for L in layers if f"blocks.{L}.mlp.hook_post" in lm.hook_points]
         feats = collect(lm, ds.texts, hook=resid + mlp)
