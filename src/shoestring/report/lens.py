@@ -79,6 +79,16 @@ def lens_heatmap(rows_by_lens: dict[str, list[dict]], k: int = 3):
                    height=max(320, 60 + 20 * len(first)))
 
 
+def _rows(result, k: int) -> list[dict]:
+    """``result.rows(k)`` with the target's probability unrounded (rows() keeps 6 decimals, and a log axis
+    needs the tiny early-layer values)."""
+    rows = result.rows(max(k, 1))
+    if result.target_id is not None:
+        probs = result.logprobs[:, result.target_id].double().exp().tolist()
+        rows = [{**r, "target_prob": p} for r, p in zip(rows, probs)]
+    return rows
+
+
 def add_lens(page: Page, result, tuned=None, *, prompt: str | None = None, target: str | None = None,
              k: int = 3, title: str = "Logit lens") -> Section:
     """A section with the lens curves, the top-token heat map and the per-layer table.
@@ -90,9 +100,9 @@ def add_lens(page: Page, result, tuned=None, *, prompt: str | None = None, targe
     tuned
         Optionally the same prompt through a tuned lens (``logit_lens(..., lens=TunedLens)``), shown beside it.
     """
-    lenses = {"logit lens": result.rows(max(k, 1))}
+    lenses = {"logit lens": _rows(result, k)}
     if tuned is not None:
-        lenses["tuned lens"] = tuned.rows(max(k, 1))
+        lenses["tuned lens"] = _rows(tuned, k)
     pos_tok = result.tokens[result.position] if result.tokens else ""
     intro = (f"Each layer's residual stream at position {result.position} ({pos_tok!r}) read through the final "
              f"norm and the unembedding" + (" (and, for the tuned lens, a learned translator first)" if tuned else "")
