@@ -9,43 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-import transformers as T
 
+from cli_helpers import cli, one_line, tiny_smol_dir
 from kill_helpers import kill_after_shards
 
-from shoestring.cli.main import main
 from shoestring.store import ActivationStore, Manifest
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    """A tiny random Llama with the bundled SmolLM2 tokenizer: real tokenisation, forward in milliseconds."""
-    from shoestring.models.bundled import cached_dir
-
-    folder = tmp_path_factory.mktemp("tiny-smol")
-    tok = T.AutoTokenizer.from_pretrained(cached_dir())
-    torch.manual_seed(0)
-    cfg = T.LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                        num_key_value_heads=2, intermediate_size=64, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id)
-    T.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def cli(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def one_line(code, err, *words):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("shoestring: error: "), err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+    return tiny_smol_dir(tmp_path_factory.mktemp("tiny-smol"))
 
 
 def base(tiny_dir, out, hooks="blocks.1.hook_resid_post", tokens=2048):

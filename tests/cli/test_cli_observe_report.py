@@ -7,34 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers as T
 
-from shoestring.cli.main import main
+from cli_helpers import cli, tiny_smol_dir
 from shoestring.observe import TunedLens
 from shoestring.runs.identity import load_toml
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    """A tiny random Llama with the bundled SmolLM2 tokenizer (real tokenisation, millisecond forwards)."""
-    from shoestring.models.bundled import cached_dir
-
-    folder = tmp_path_factory.mktemp("tiny-smol-report")
-    tok = T.AutoTokenizer.from_pretrained(cached_dir())
-    torch.manual_seed(0)
-    cfg = T.LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                        num_key_value_heads=2, intermediate_size=64, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id)
-    T.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def cli(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
+    return tiny_smol_dir(tmp_path_factory.mktemp("tiny-smol-report"))
 
 
 def report_path(out: str) -> Path:

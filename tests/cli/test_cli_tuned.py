@@ -6,22 +6,8 @@ import json
 
 import pytest
 
-from shoestring.cli.main import main
+from cli_helpers import cli as _run, one_line as _one_line
 from shoestring.observe import TunedLens
-
-
-def _run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def _one_line(code, err, *words):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("shoestring: error: "), err
-    for w in words:
-        assert w in lines[0]
 
 
 def test_bad_inputs_are_one_line(capsys, tmp_path):
