@@ -26,6 +26,7 @@ bench:
 	$(BIN)/python bench/hooks.py
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/observe.py
+	$(BIN)/python bench/tuned_lens.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache
