@@ -137,9 +137,7 @@ class LensMoments:
         cxy = self.sxy / n - mx[:, :, None] * my[None, None, :]
         eye = torch.eye(d, dtype=torch.float64)
         lam = ridge * torch.diagonal(cxx, dim1=1, dim2=2).sum(-1) / d  # [L]
-        # one SPD system per layer (Cholesky; batched LU trips a oneMKL pivot bug on some CPUs)
-        A = torch.stack([torch.cholesky_solve(cxy[i] + lam[i] * eye, torch.linalg.cholesky(cxx[i] + lam[i] * eye)).T
-                         for i in range(len(cxx))])
+        A = torch.stack([_ridge_solve(cxx[i], cxy[i] + lam[i] * eye, float(lam[i])).T for i in range(len(cxx))])
         b = my[None] - torch.einsum("lij,lj->li", A, mx)
         return A.float(), b.float()
 
@@ -152,6 +150,19 @@ class LensMoments:
         m = cls(*s["sx"].shape)
         m.n, m.sx, m.sy, m.sxx, m.sxy = int(s["n"][0]), s["sx"], s["sy"], s["sxx"], s["sxy"]
         return m
+
+
+def _ridge_solve(cov: torch.Tensor, rhs: torch.Tensor, lam: float) -> torch.Tensor:
+    """``(cov + lam I)^-1 rhs`` through the eigendecomposition of the symmetric ``cov``.
+
+    Float32 sums of a near-constant, large coordinate (the "massive activation" dimensions) can leave the
+    covariance a hair below positive semi-definite, where Cholesky fails; clamping the eigenvalues at 0
+    removes that rounding, and the floor keeps ``ridge=0`` on rank-deficient data finite (least norm).
+    """
+    w, V = torch.linalg.eigh((cov + cov.T) / 2)
+    w = w.clamp(min=0) + lam
+    w = w.clamp(min=float(w.max()) * 1e-12 + 1e-30)
+    return V @ ((V.T @ rhs) / w[:, None])
 
 
 def residual_stack(lm, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
