@@ -23,6 +23,7 @@ from .models import info, models
 from .observe import observe_app
 from .observe_tuned import tuned_lens
 from .runs import runs_app, sweep
+from .sae import sae_app
 from .store import cache, plan
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app.command()(sweep)
 app.add_typer(runs_app, name="runs")
 observe_app.command("tuned-lens")(tuned_lens)
 app.add_typer(observe_app, name="observe")
+app.add_typer(sae_app, name="sae")
 
 
 def _fail(message: str) -> None:
