@@ -27,6 +27,7 @@ bench:
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/observe.py
 	$(BIN)/python bench/tuned_lens.py
+	$(BIN)/python bench/sae.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache

@@ -133,7 +133,7 @@ def train_saes(saes: list[SAE], source, cfg: TrainConfig, out: str | Path | None
     state = {"step": 0, "scaling": None, "elapsed": 0.0}
     if out and (out / "checkpoint" / "state.json").is_file():
         state = _load_checkpoint(out / "checkpoint", saes, opts, trackers, cfg)
-    start_step = state["step"]
+    start_step, resumed_elapsed = state["step"], state["elapsed"]
     batches = source.batches(skip=start_step) if start_step else source.batches()
     first = None
     if state["scaling"] is None:
@@ -211,7 +211,7 @@ def train_saes(saes: list[SAE], source, cfg: TrainConfig, out: str | Path | None
                "dead_fraction": float((density == 0).double().mean()),
                "dense_fraction": float((density > cfg.dense_threshold).double().mean()),
                "density_window_tokens": tr.window_tokens, "tokens": step * cfg.batch_size, "steps": step,
-               "seconds": elapsed, "tokens_per_s": (step - start_step) * cfg.batch_size / max(1e-9, elapsed - state["elapsed"]),
+               "seconds": elapsed, "tokens_per_s": (step - start_step) * cfg.batch_size / max(1e-9, elapsed - resumed_elapsed),
                "scaling_factor": s, "architecture": sae.cfg.architecture, "d_sae": sae.cfg.d_sae, "k": sae.cfg.k}
         if out:
             from .format import save_sae
