@@ -55,12 +55,12 @@ def _run(cmd: list[str]) -> None:
     subprocess.run([str(c) for c in cmd], check=True)
 
 
-def installed_versions(py: Path | None = None) -> dict[str, str | None]:
-    """The versions that are actually installed in the anchors venv (importlib.metadata)."""
+def installed_versions(py: Path | None = None, names: list[str] | None = None) -> dict[str, str | None]:
+    """The versions that are actually installed in a venv (importlib.metadata); default: the anchors venv."""
     py = py or python_path()
     code = (
         "import json, importlib.metadata as m\n"
-        f"names = {REPORTED!r}\n"
+        f"names = {names or REPORTED!r}\n"
         "out = {}\n"
         "for n in names:\n"
         "    try: out[n] = m.version(n)\n"
@@ -118,13 +118,17 @@ def ensure(force: bool = False) -> Path:
 
 def _stamp(py: Path) -> Path:
     """Check the pins held and record what really installed."""
-    versions = installed_versions(py)
-    bad = [n for n, want in [("torch", TORCH), ("transformers", TRANSFORMERS)]
-           if not (versions.get(n) or "").startswith(want)]
+    return stamp_venv(py, STAMP, [("torch", TORCH), ("transformers", TRANSFORMERS)], "anchors", REPORTED)
+
+
+def stamp_venv(py: Path, stamp: Path, pins: list[tuple[str, str]], label: str, names: list[str]) -> Path:
+    """Check that ``pins`` (name, version prefix) held in the venv of ``py`` and write its versions to ``stamp``."""
+    versions = installed_versions(py, names)
+    bad = [n for n, want in pins if not (versions.get(n) or "").startswith(want)]
     if bad:
-        raise RuntimeError(f"anchors venv has the wrong {bad}: {versions}")
-    STAMP.write_text(json.dumps(versions, indent=2) + "\n")
-    print("anchors venv ready:", json.dumps(versions), flush=True)
+        raise RuntimeError(f"{label} venv has the wrong {bad}: {versions}")
+    stamp.write_text(json.dumps(versions, indent=2) + "\n")
+    print(f"{label} venv ready:", json.dumps(versions), flush=True)
     return py
 
 

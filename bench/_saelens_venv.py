@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _anchors import CACHE, OFFLINE_ENV, TORCH, TRANSFORMERS, _run  # noqa: E402  (reused helpers/pins)
+from _anchors import CACHE, OFFLINE_ENV, TORCH, TRANSFORMERS, _run, stamp_venv  # noqa: E402  (reused helpers/pins)
+from _anchors import installed_versions as _installed  # noqa: E402
 
 VENV = CACHE / "saelens-venv"
 STAMP = VENV / "saelens-installed.json"
@@ -42,18 +42,7 @@ def python_path() -> Path:
 
 def installed_versions(py: Path | None = None) -> dict[str, str]:
     """The versions actually installed in the SAELens venv (importlib.metadata)."""
-    py = py or python_path()
-    code = (
-        "import json, importlib.metadata as m\n"
-        f"names = {REPORTED!r}\n"
-        "out = {}\n"
-        "for n in names:\n"
-        "    try: out[n] = m.version(n)\n"
-        "    except m.PackageNotFoundError: pass\n"
-        "print(json.dumps(out))\n"
-    )
-    res = subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True)
-    return json.loads(res.stdout)
+    return _installed(py or python_path(), REPORTED)
 
 
 def ensure(force: bool = False) -> Path:
@@ -78,14 +67,7 @@ def ensure(force: bool = False) -> Path:
 
 def _stamp(py: Path) -> Path:
     """Check the pins held and record what really installed."""
-    versions = installed_versions(py)
-    bad = [n for n, want in [("torch", TORCH), ("sae-lens", SAE_LENS)]
-           if not (versions.get(n) or "").startswith(want)]
-    if bad:
-        raise RuntimeError(f"saelens venv has the wrong {bad}: {versions}")
-    STAMP.write_text(json.dumps(versions, indent=2) + "\n")
-    print("saelens venv ready:", json.dumps(versions), flush=True)
-    return py
+    return stamp_venv(py, STAMP, [("torch", TORCH), ("sae-lens", SAE_LENS)], "saelens", REPORTED)
 
 
 if __name__ == "__main__":

@@ -96,10 +96,13 @@ def test_checkpoint_without_or_with_a_wrong_cfg(tiny_dir, tmp_path, capsys):
 def test_eval_search_and_contrast(tiny_dir, tmp_path, capsys):
     sae = make_sae("topk", 32, 64, k=4, hook_name=HOOK, model_name=str(tiny_dir))
     folder = save_sae(sae, tmp_path / "sae")
-    code, out, err = cli(capsys, "sae", "eval", folder, "--tokens", 256, "--context-length", 64, "--json")
+    code, out, err = cli(capsys, "sae", "eval", folder, "--tokens", 256, "--context-length", 64, "--out", tmp_path / "runs", "--json")
     assert code == 0, err
     ev = json.loads(out)
     assert ev["l0"] <= 4 and ev["tokens"] == 4 * 63 and ev["ce_zero"] > 0
+    (run,) = (tmp_path / "runs").glob("sae-eval-*")
+    assert json.loads((run / "metrics.json").read_text())["ce_sae"] == ev["ce_sae"]
+    assert "density_histogram" in json.loads((run / "artifacts" / "result.json").read_text())
     code, out, err = cli(capsys, "sae", "search", folder, "def main(): return 1", "--top", 3, "--json")
     assert code == 0, err
     rows = json.loads(out)
@@ -115,3 +118,28 @@ def test_toy_recovers_its_dictionary(capsys):
     assert code == 0, err
     r = json.loads(out)
     assert r["mean_max_cosine"] > 0.9 > r["random_baseline"]
+
+
+def test_streamed_training_evaluates_on_unseen_text(tiny_dir, tmp_path, capsys):
+    args = ["sae", "train", tiny_dir, "--corpus", "stdlib-prose", "--hook", HOOK, "--width", 64, "--k", 4,
+            "--tokens", 2048, "--batch-size", 256, "--context-length", 32, "--eval-tokens", 64, "--out", tmp_path / "runs", "--json"]
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    row = json.loads(out)["saes"][0]
+    assert row["steps"] == 8 and row["eval"]["tokens"] == 2 * 31
+    assert not (Path(json.loads(out)["run"]) / "report.html").exists()  # no store: no feature browser
+
+
+def test_model_of_another_width_than_the_store(store, tmp_path, capsys):
+    import transformers as T
+
+    from shoestring.models.bundled import cached_dir
+
+    tok = T.AutoTokenizer.from_pretrained(cached_dir())
+    cfg = T.LlamaConfig(vocab_size=len(tok), hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, intermediate_size=64)
+    T.AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "wide")
+    tok.save_pretrained(tmp_path / "wide")
+    args = ["sae", "train", tmp_path / "wide", "--store", store, "--hook", HOOK, "--width", 64, "--k", 4,
+            "--tokens", 1024, "--batch-size", 256, "--out", tmp_path / "runs"]
+    one_line(*cli(capsys, *args)[::2], "width 32", "has 48")

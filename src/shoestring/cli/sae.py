@@ -17,7 +17,7 @@ import typer
 
 from ..errors import ShoestringError
 from ._common import DeviceOpt, JsonOpt, console, emit_json, load_model, print_table
-from ._report import OutOpt, say_where
+from ._report import OutOpt, say_where, write_run
 
 sae_app = typer.Typer(help="Sparse autoencoders: train (from a store or streamed), evaluate, browse features.",
                       no_args_is_help=True)
@@ -121,6 +121,12 @@ def train(
         from ..data import load_corpus
 
         src = StreamSource(lm, load_corpus(corpus), hook, batch_size, hook_out=hook_out, context_length=context_length, seed=seed)
+    if st is not None:  # the model must be the one the store was cached from (same widths)
+        shapes = lm.point_shapes(batch=1, pos=2)
+        for h, width_ in ((hook, src.d_in), (hook_out, src.d_out)):
+            if h and h in shapes and shapes[h][-1] != width_:
+                raise ShoestringError(f"the store's '{h}' has width {width_} but {model}'s has {shapes[h][-1]}",
+                                      f"train with the store's own model ({st.manifest.model}) or cache a store from {model}")
     config = {"model": model or "smollm2-135m", "store": str(Path(store).resolve()) if store else None, "corpus": corpus,
               "hook": hook, "hook_out": hook_out, "arch": cls.architecture, "width": width, "sweep": [list(s) for s in sweep],
               "tokens": tokens, "batch_size": batch_size, "lr": lr, "epochs": epochs, "b_dec_init": b_dec_init,
@@ -136,7 +142,8 @@ def train(
                              hook_name_out=hook_out, d_out=src.d_out, model_name=config["model"], device=lm.device.type,
                              seed=seed + len(saes), **extra))
     results = train_saes(saes, src, tc, out=run.path / "train", progress=not json_out)
-    rows = _evaluate_all(saes, results, lm, st, config, eval_tokens, eval_corpus, context_length, run, json_out)
+    streamed = 0 if st is not None else -(-tc.steps * batch_size // src.buffer_tokens) * src.buffer_contexts
+    rows = _evaluate_all(saes, results, lm, st, config, eval_tokens, eval_corpus, context_length, run, json_out, streamed)
     page = None
     if browser and st is not None:
         page = _browser(saes[0], st, lm, run.path / "report.html", f"{cls.architecture} SAE, {hook}, width {width}")
@@ -148,7 +155,9 @@ def train(
     say_where(page or run.path)
 
 
-def _evaluate_all(saes, results, lm, st, config, eval_tokens, eval_corpus, context_length, run, quiet) -> list[dict]:
+def _evaluate_all(saes, results, lm, st, config, eval_tokens, eval_corpus, context_length, run, quiet,
+                  streamed_contexts: int = 0) -> list[dict]:
+    """Evaluate on text the SAEs never saw: after the store's contexts, or after the streamed ones."""
     import shutil
 
     from ..runs.atomic import write_json
@@ -157,13 +166,13 @@ def _evaluate_all(saes, results, lm, st, config, eval_tokens, eval_corpus, conte
     ctx = None
     if eval_tokens:
         corpus = eval_corpus or (st.manifest.corpus if st is not None else config["corpus"])
-        skip = sum(s.n_contexts for s in st.manifest.shards) if st is not None and not eval_corpus else 0
+        skip = 0 if eval_corpus else sum(s.n_contexts for s in st.manifest.shards) if st is not None else streamed_contexts
         if st is not None and not eval_corpus:  # the store's packing, so that skipping its contexts is exact
             context_length = st.manifest.context_length
         n = max(1, eval_tokens // context_length)
         ctx = heldout_contexts(lm, corpus, context_length, n, skip)
         if ctx is None:
-            raise ShoestringError(f"no held-out text left in '{corpus}' after the {skip:,} contexts the store holds",
+            raise ShoestringError(f"no held-out text left in '{corpus}' after the {skip:,} contexts used for training",
                                   "pass --eval-corpus with other text (e.g. stdlib-prose)")
     rows = []
     for i, (sae, res) in enumerate(zip(saes, results)):
@@ -208,6 +217,12 @@ def _load(sae_path: str, hook: str | None):
     return load_sae(sae_path, hook_name=hook)
 
 
+def _sae_and_model(sae_path: str, hook: str | None, model: str | None, device: str, quiet: bool):
+    """The SAE, and the model it reads (``--model``, else the SAE's own ``model_name``)."""
+    sae = _load(sae_path, hook)
+    return sae, load_model(model or sae.cfg.model_name or "smollm2-135m", "float32", device, quiet=quiet)
+
+
 @sae_app.command("eval")
 def evaluate(
     sae_path: str = typer.Argument(..., metavar="SAE", help="SAELens-format folder (sae_weights.safetensors + cfg.json) or params.npz"),
@@ -217,21 +232,28 @@ def evaluate(
     hook: str = typer.Option(None, "--hook", help="override the SAE's hook (needed for Gemma Scope npz)"),
     context_length: int = typer.Option(256, "--context-length", min=4),
     device: str = DeviceOpt,
+    out: str = OutOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """L0, explained variance, CE/KL spliced vs clean, zero- and mean-ablation, dead and dense fractions."""
-    from ..sae.evaluate import evaluate_sae
+    """L0, explained variance, CE/KL spliced vs clean, zero- and mean-ablation, dead and dense fractions.
 
-    sae = _load(sae_path, hook)
-    lm = load_model(model or sae.cfg.model_name or "smollm2-135m", "float32", device, quiet=json_out)
+    Writes a run directory (metrics.json holds the numbers, artifacts/result.json the density histogram)."""
+    from ..sae.evaluate import density_histogram, evaluate_sae
+
+    sae, lm = _sae_and_model(sae_path, hook, model, device, json_out)
     ctx = heldout_contexts(lm, corpus, context_length, max(1, tokens // context_length))
     if ctx is None:
         raise ShoestringError(f"the corpus '{corpus}' gave no context of {context_length} tokens", "pass a bigger corpus or a smaller --context-length")
-    res = {k: v for k, v in evaluate_sae(sae.to(lm.device), lm, ctx, progress=not json_out).items() if k != "density"}
+    full = evaluate_sae(sae.to(lm.device), lm, ctx, progress=not json_out)
+    res = {k: v for k, v in full.items() if k != "density"}
+    config = {"sae": str(Path(sae_path).resolve()), "model": model or sae.cfg.model_name, "hook": sae.cfg.hook_name,
+              "corpus": corpus, "tokens": tokens, "context_length": context_length, "device": device}
+    where = write_run("sae-eval", config, {**res, "density_histogram": density_histogram(full["density"])}, metrics=res, out=out)
     if json_out:
         emit_json(res)
         return
     print_table(f"{sae}", ["metric", "value"], [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in res.items()])
+    say_where(where)
 
 
 @sae_app.command("browse")
@@ -275,8 +297,7 @@ def search(
     """Which features fire on this text, and on which tokens."""
     from ..sae.features import search_by_text
 
-    sae = _load(sae_path, hook)
-    lm = load_model(model or sae.cfg.model_name or "smollm2-135m", "float32", device, quiet=json_out)
+    sae, lm = _sae_and_model(sae_path, hook, model, device, json_out)
     rows = search_by_text(sae, lm, text, top=top)
     if json_out:
         emit_json(rows)
@@ -310,8 +331,7 @@ def contrast(
     from ..sae.features import search_by_contrast
 
     a, b = _lines(set_a, "--a"), _lines(set_b, "--b")
-    sae = _load(sae_path, hook)
-    lm = load_model(model or sae.cfg.model_name or "smollm2-135m", "float32", device, quiet=json_out)
+    sae, lm = _sae_and_model(sae_path, hook, model, device, json_out)
     rows = search_by_contrast(sae, lm, a, b, top=top)
     if json_out:
         emit_json(rows)
