@@ -1,0 +1,148 @@
+"""Apply a direction while the model runs: ``with Steer(lm, direction, scale=8):``, then generate or score.
+
+Modes (``v`` the direction at a layer, ``u = v / ||v||``, ``x`` the residual ``[batch, pos, d]``):
+
+- ``add``: ``x + scale * v`` (CAA, ActAdd); with ``relative=True``: ``x + scale * ||x|| * u`` (the scale is a
+  fraction of each token's residual norm, comparable across layers);
+- ``ablate``: ``x - (x . u) u`` (directional ablation, Arditi et al. 2024, https://arxiv.org/abs/2406.11717;
+  ``scale`` is ignored);
+- ``ablate_add``: ablate, then add ``scale * u`` (the projection is set to ``scale`` for every token);
+- ``clamp``: the same as ``ablate_add`` (kept as the name users expect); for SAE latents see
+  :func:`clamp_feature`.
+
+Positions: ``all``, ``prompt`` (the prefill) or ``generated`` (decode steps). Inside ``generate`` with the
+KV cache the prefill is the forward whose length is > 1 and each decode step has length 1, so a one-token
+prompt counts as generated. ActAdd's position sequences go at the prompt's first real tokens; call
+:func:`generate` (it tells the hooks where left padding ends) or pass ``offsets``.
+
+Every hook is removed on exit, also after an exception (the :class:`~shoestring.hooks.Edit` underneath).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import ShoestringError
+from .direction import Direction
+
+MODES = ("add", "ablate", "ablate_add", "clamp")
+POSITIONS = ("all", "prompt", "generated")
+
+
+@dataclass
+class Steer:
+    lm: object
+    direction: Direction
+    scale: float = 4.0
+    layers: tuple[int, ...] | None = None
+    mode: str = "add"
+    positions: str = "all"
+    relative: bool = False
+    offsets: torch.Tensor | None = None  # [batch] first real token per row (left padding)
+    _edit: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ShoestringError(f"unknown steering mode '{self.mode}'", f"use one of {', '.join(MODES)}")
+        if self.positions not in POSITIONS:
+            raise ShoestringError(f"unknown positions '{self.positions}'", f"use one of {', '.join(POSITIONS)}")
+        self.direction.check_model(self.lm)
+        layers = self.direction.layers if self.layers is None else list(self.layers)
+        missing = [layer for layer in layers if layer not in self.direction.vectors]
+        if missing:
+            raise ShoestringError(f"the direction has no vector for layer(s) {missing}", f"it has layers {self.direction.layers}")
+        self.layers = tuple(layers)
+
+    def _fn(self, layer: int):
+        v = self.direction.vectors[layer]
+        seq = v.ndim == 2
+
+        def edit(act: torch.Tensor, ctx) -> torch.Tensor | None:
+            prefill = act.shape[1] > 1
+            if (self.positions == "prompt" and not prefill) or (self.positions == "generated" and prefill):
+                return None
+            vec = v.to(act.device, act.dtype)
+            if seq:
+                return _add_sequence(act, self.scale * vec, self.offsets) if prefill else None
+            u = vec / vec.norm().clamp_min(1e-12)
+            if self.mode == "add":
+                delta = self.scale * act.norm(dim=-1, keepdim=True) * u if self.relative else self.scale * vec
+                return act + delta
+            proj = (act @ u)[..., None]
+            out = act - proj * u
+            return out if self.mode == "ablate" else out + self.scale * u
+
+        return edit
+
+    def __enter__(self):
+        self._edit = self.lm.edit({self.direction.hook_name(layer): self._fn(layer) for layer in self.layers})
+        self._edit.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._edit.__exit__(*exc)
+
+
+def _add_sequence(act: torch.Tensor, seq: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
+    """Add ``seq [n, d]`` at positions ``offsets[b] .. offsets[b] + n`` of each row (clipped to the length)."""
+    out = act.clone()
+    n = min(seq.shape[0], act.shape[1])
+    for b in range(act.shape[0]):
+        start = int(offsets[b]) if offsets is not None else 0
+        m = min(n, act.shape[1] - start)
+        if m > 0:
+            out[b, start:start + m] += seq[:m]
+    return out
+
+
+def clamp_feature(lm, sae, feature: int, value: float | None = None, *, flip: bool = False,
+                  positions: str = "all"):
+    """Set SAE latent ``feature`` to ``value`` (or to minus its own activation with ``flip``) at the SAE's
+    hook, keeping the SAE's error term so that nothing else changes: ``x' = decode(z') + (x - decode(z))``.
+
+    Returns the :class:`~shoestring.hooks.Edit` context."""
+    if (value is None) == (not flip):
+        raise ShoestringError("pass either value= (clamp) or flip=True", "e.g. clamp_feature(lm, sae, 123, value=10.0)")
+    if not 0 <= feature < sae.cfg.d_sae:
+        raise ShoestringError(f"feature {feature} is out of range", f"the SAE has {sae.cfg.d_sae} latents: 0 to {sae.cfg.d_sae - 1}")
+    if positions not in POSITIONS:
+        raise ShoestringError(f"unknown positions '{positions}'", f"use one of {', '.join(POSITIONS)}")
+    lm.resolve(sae.cfg.hook_name)
+
+    def edit(act: torch.Tensor) -> torch.Tensor | None:
+        prefill = act.shape[1] > 1
+        if (positions == "prompt" and not prefill) or (positions == "generated" and prefill):
+            return None
+        x = act.to(sae.W_enc.dtype)
+        z = sae.encode(x)
+        z2 = z.clone()
+        z2[..., feature] = -z[..., feature] if flip else value
+        return (act + (sae.decode(z2) - sae.decode(z)).to(act.dtype))  # = decode(z') + error
+
+    return lm.edit({sae.cfg.hook_name: edit})
+
+
+def generate(lm, prompts, steer: Steer | None = None, max_new_tokens: int = 32, *, do_sample: bool = False,
+             seed: int = 0, chat: bool = False, **kwargs) -> list[str]:
+    """Batched generation (left padding, KV cache), optionally steered; sampling is seeded."""
+    enc = lm.tokenize(prompts, chat=chat)
+    if steer is not None:
+        mask = enc["attention_mask"]
+        steer.offsets = (mask.shape[1] - mask.sum(1)).cpu()
+    kwargs.setdefault("pad_token_id", lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id)
+    if do_sample:
+        torch.manual_seed(seed)
+    ctx = steer if steer is not None else _Null()
+    with ctx, torch.no_grad():
+        out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample, **kwargs)
+    return lm.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
