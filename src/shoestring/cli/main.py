@@ -24,6 +24,7 @@ from .observe import observe_app
 from .observe_tuned import tuned_lens
 from .runs import runs_app, sweep
 from .sae import sae_app
+from .steer import steer_app
 from .store import cache, plan
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.add_typer(runs_app, name="runs")
 observe_app.command("tuned-lens")(tuned_lens)
 app.add_typer(observe_app, name="observe")
 app.add_typer(sae_app, name="sae")
+app.add_typer(steer_app, name="steer")
 
 
 def _fail(message: str) -> None:
