@@ -118,3 +118,23 @@ def _scatter():
     import plotly.graph_objects as go
 
     return go.Figure(go.Scatter(x=[0, 1, 2], y=[2, 0, 1]))
+
+
+def test_the_steering_report_in_the_browser(tmp_path, capsys):
+    """`shoestring steer run` on a tiny model: its report draws every chart, shows the samples side by side."""
+    from cli_helpers import cli, tiny_smol_dir
+
+    tiny = tiny_smol_dir(tmp_path / "tiny")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'model = "{tiny}"\n[prompts]\nbuiltin = "sentiment"\nlimit = 3\n[sweep]\nlayers = [0, 1]\n'
+                    'scales = [2.0, 40.0]\n[generation]\nmax_new_tokens = 4\n[[judges]]\nname = "sentiment"\n'
+                    '[[judges]]\nname = "fluency"\n[side_effects]\ntexts = 1\ncontext_length = 16\n')
+    code, out, err = cli(capsys, "steer", "run", spec, "--out", tmp_path / "runs", "--json")
+    assert code == 0, err
+    report = Path(json.loads(out)["report"])
+    seen = browser_check.open_page(report)
+    assert seen.errors == [] and seen.chart_divs == 2 * (1 + 2) and seen.charts == seen.chart_divs
+    assert "Before / after" in seen.headings and "Effects" in seen.headings
+    assert off_machine(seen.requests) == []
+    html = report.read_text()
+    assert html.count("<tr><td><b>") == 3  # one row per prompt: unsteered | steered | control

@@ -21,6 +21,7 @@ def run(
     json_out: bool = JsonOpt,
 ) -> None:
     """Steered vs unsteered vs a random control, every judge, 95% intervals; writes a run directory."""
+    from ..report.steer import steer_page
     from ..runs import RunDir
     from ..steer.experiment import Spec
     from ..steer.run import run_experiment
@@ -31,12 +32,15 @@ def run(
     run_dir = RunDir.create(out, "steer-run", config)
     run_dir.start()
     result = run_experiment(spec, lm, progress=not json_out)
-    run_dir.write_samples(result.pop("samples"))
+    samples = result.pop("samples")
+    run_dir.write_samples(samples)
     run_dir.save_artifact("result", result)
     headline = _headline(result)
+    page = steer_page(result, samples, f"Steering: {Path(spec_path).name}", meta={"model": spec.model})
+    report = page.save(run_dir.path / "report.html")
     run_dir.finish(headline)
     if json_out:
-        emit_json({"run": str(run_dir.path), **headline})
+        emit_json({"run": str(run_dir.path), "report": str(report), **headline})
         return
     rows = []
     for c in result["cells"]:
@@ -47,7 +51,7 @@ def run(
                          f"{c.get('steered_kl_neutral', float('nan')):.3f}"])
     print_table("steering effects (steered - unsteered, 95% CI)", ["layer", "scale", "judge", "steered", "random control",
                                                                     "wrong way", "KL neutral"], rows)
-    say_where(run_dir.path)
+    say_where(report)
 
 
 def _headline(result: dict) -> dict:
