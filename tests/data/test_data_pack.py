@@ -121,3 +121,22 @@ def test_stdlib_code_packs_fast(tok):
     corpus = load_corpus("stdlib-code", limit_docs=20)
     contexts = list(pack(corpus, tok, 256))
     assert len(contexts) > 50 and all(c.tokens[0] == tok.bos_token_id for c in contexts)
+
+
+def test_packing_after_a_padded_tokenizer_call(tok):
+    """A padded HF call leaves padding on in the shared Rust backend; packing must not inherit it (it once
+    turned every document into padding) and must leave the tokenizer as it found it."""
+    from shoestring.data import Corpus, Document
+    from shoestring.data.pack import pack
+
+    docs = [Document(0, "Hi.", "a"), Document(1, "The assert statement is a convenient way to insert debugging checks.", "b")]
+    corpus = Corpus("t", lambda: iter(docs))
+    clean = [c.tokens.tolist() for c in pack(corpus, tok, 8)]
+    side = tok.padding_side
+    tok.padding_side = "left"
+    tok(["a b c", "d"], padding=True)
+    tok.padding_side = side
+    before = tok.backend_tokenizer.padding
+    assert before is not None
+    assert [c.tokens.tolist() for c in pack(corpus, tok, 8)] == clean
+    assert tok.backend_tokenizer.padding == before

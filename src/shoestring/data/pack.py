@@ -47,8 +47,19 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of each text, no special tokens; the Rust backend directly when there is one (fast, no warnings)."""
     backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
     if backend is not None:
-        encode = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
-        return [e.ids for e in encode(texts, add_special_tokens=False)]
+        # A padded call through the HF tokenizer (``tokenizer(texts, padding=True)``) leaves padding (and
+        # truncation) switched on in the shared Rust backend; switch them off for this call, then restore.
+        padding, truncation = backend.padding, backend.truncation
+        backend.no_padding()
+        backend.no_truncation()
+        try:
+            encode = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
+            return [e.ids for e in encode(texts, add_special_tokens=False)]
+        finally:
+            if padding is not None:
+                backend.enable_padding(**{k: v for k, v in padding.items() if k != "pad_to_multiple_of" or v is not None})
+            if truncation is not None:
+                backend.enable_truncation(**truncation)
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
