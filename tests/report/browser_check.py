@@ -96,3 +96,18 @@ def external_references(html: str) -> list[str]:
 
     Tags().feed(html)
     return found
+
+
+def loopback_only(monkeypatch) -> None:
+    """The suite's network guard (tests/conftest.py), widened to loopback: Selenium talks to chromedriver
+    on 127.0.0.1, nothing else may connect."""
+    import socket
+
+    real = socket.create_connection
+
+    def local_only(address, *args, **kwargs):
+        if address[0] not in ("127.0.0.1", "localhost", "::1"):
+            raise OSError("network access is disabled in the test suite")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", local_only)

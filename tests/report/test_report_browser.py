@@ -4,7 +4,6 @@ logs no console error and requests nothing from the network; broken pages are ca
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,7 @@ pytestmark = pytest.mark.skipif(browser_check.available() is not None, reason=st
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
-    """The suite's network guard (tests/conftest.py), widened to loopback: Selenium talks to chromedriver
-    on 127.0.0.1, nothing else may connect."""
-    real = socket.create_connection
-
-    def local_only(address, *args, **kwargs):
-        if address[0] not in ("127.0.0.1", "localhost", "::1"):
-            raise OSError("network access is disabled in the test suite")
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", local_only)
+    browser_check.loopback_only(monkeypatch)
 
 
 def off_machine(urls) -> list[str]:

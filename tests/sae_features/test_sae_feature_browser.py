@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 
 import pytest
@@ -23,15 +22,7 @@ browser = pytest.mark.skipif(browser_check.available() is not None, reason=str(b
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
-    """The suite's guard widened to loopback only: Selenium talks to chromedriver on 127.0.0.1."""
-    real = socket.create_connection
-
-    def local_only(address, *args, **kwargs):
-        if address[0] not in ("127.0.0.1", "localhost", "::1"):
-            raise OSError("network access is disabled in the test suite")
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", local_only)
+    browser_check.loopback_only(monkeypatch)
 
 
 @pytest.fixture(scope="module")
