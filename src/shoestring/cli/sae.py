@@ -41,20 +41,11 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def heldout_contexts(lm, corpus: str, context_length: int, n_contexts: int, skip_contexts: int = 0):
-    """``[n, T]`` token ids packed from ``corpus``, after the first ``skip_contexts`` (those a store holds)."""
-    import torch
-
+    """``[n, T]`` token ids packed from the named ``corpus`` after its first ``skip_contexts``, or None."""
     from ..data import load_corpus
-    from ..data.pack import pack
+    from ..data.pack import take_contexts
 
-    out = []
-    for c in pack(load_corpus(corpus), lm.tokenizer, context_length, skip_contexts=skip_contexts):
-        out.append(c.tokens)
-        if len(out) == n_contexts:
-            break
-    if not out:  # the store used the whole corpus: fall back to its start, and say so
-        return None
-    return torch.stack(out)
+    return take_contexts(load_corpus(corpus), lm.tokenizer, context_length, n_contexts, skip_contexts)
 
 
 def check_store_width(store, hook: str, d_in: int, what: str = "the SAE") -> None:

@@ -184,3 +184,10 @@ def pack_batches(corpus: Corpus, tokenizer, context_length: int, batch_size: int
             return
         yield PackedBatch(torch.stack([c.tokens for c in group]), torch.stack([c.doc_ids for c in group]),
                           torch.stack([c.positions for c in group]), group[0].index)
+
+
+def take_contexts(corpus: Corpus, tokenizer, context_length: int, n: int, skip_contexts: int = 0) -> torch.Tensor | None:
+    """The first ``n`` packed contexts ``[n, T]`` after ``skip_contexts`` (e.g. those a store or a training
+    stream used: held-out text), or ``None`` when the corpus has none left."""
+    rows = [c.tokens for _, c in zip(range(n), pack(corpus, tokenizer, context_length, skip_contexts=skip_contexts))]
+    return torch.stack(rows) if rows else None

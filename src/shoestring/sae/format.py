@@ -158,13 +158,14 @@ def load_sae(path, *, hook_name: str | None = None, device: str = "cpu", dtype: 
         return _load_gemma_scope(path, hook_name, device, dtype)
     if not path.is_dir():
         raise ShoestringError(f"no SAE checkpoint folder at {path}", f"pass a folder holding {WEIGHTS} and {CFG}, or a Gemma Scope params.npz")
-    cfg = config_from_json(read_cfg(path), path, hook_name)
+    raw = read_cfg(path)
+    cfg = config_from_json(raw, path, hook_name)
     if not (path / WEIGHTS).is_file():
         raise _bad(path, f"no {WEIGHTS}", "copy the weights file next to cfg.json")
     tensors = load_file(str(path / WEIGHTS))
     if cfg.architecture == "jumprelu" or ("threshold" in tensors and cfg.architecture == "standard"):
         cfg.architecture = "jumprelu"
-    rescale = bool(read_cfg(path).get("rescale_acts_by_decoder_norm")) and cfg.architecture == "topk"
+    rescale = bool(raw.get("rescale_acts_by_decoder_norm")) and cfg.architecture == "topk"
     return _build(sae_class(cfg.architecture), cfg, tensors, path, device, dtype, rescale=rescale)
 
 

@@ -126,18 +126,17 @@ def clamp_feature(lm, sae, feature: int, value: float | None = None, *, flip: bo
 
 def generate(lm, prompts, steer: Steer | None = None, max_new_tokens: int = 32, *, do_sample: bool = False,
              seed: int = 0, chat: bool = False, **kwargs) -> list[str]:
-    """Batched generation (left padding, KV cache), optionally steered; sampling is seeded."""
-    enc = lm.tokenize(prompts, chat=chat)
+    """:meth:`LM.generate <shoestring.LM.generate>` (batched, left padding, KV cache), optionally steered;
+    sampling is seeded. The steering hooks are told where each row's left padding ends."""
     if steer is not None:
-        mask = enc["attention_mask"]
+        mask = lm.tokenize(prompts, chat=chat)["attention_mask"]
         steer.offsets = (mask.shape[1] - mask.sum(1)).cpu()
-    kwargs.setdefault("pad_token_id", lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id)
+    if lm.tokenizer.pad_token_id is None:
+        kwargs.setdefault("pad_token_id", lm.tokenizer.eos_token_id)
     if do_sample:
         torch.manual_seed(seed)
-    ctx = steer if steer is not None else _Null()
-    with ctx, torch.no_grad():
-        out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample, **kwargs)
-    return lm.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    with steer if steer is not None else _Null():
+        return lm.generate(prompts, max_new_tokens, chat=chat, do_sample=do_sample, **kwargs)
 
 
 class _Null:

@@ -33,15 +33,13 @@ def make_judges(spec: Spec, lm) -> list[tuple[str, object, float]]:
 
 def neutral_contexts(lm, spec: Spec) -> torch.Tensor | None:
     from ..data import load_corpus
-    from ..data.pack import pack
+    from ..data.pack import take_contexts
 
     n = int(spec.side_effects.get("texts", 8))
     if n <= 0:
         return None
     corpus = spec.side_effects.get("corpus", "stdlib-prose")
-    length = int(spec.side_effects.get("context_length", 64))
-    rows = [c.tokens for _, c in zip(range(n), pack(load_corpus(corpus), lm.tokenizer, length))]
-    return torch.stack(rows) if rows else None
+    return take_contexts(load_corpus(corpus), lm.tokenizer, int(spec.side_effects.get("context_length", 64)), n)
 
 
 @torch.no_grad()

@@ -63,9 +63,5 @@ def _collect(lm, texts, hooks, method) -> dict[str, torch.Tensor]:
     from ...observe.probes import collect
 
     res = collect(lm, texts, hook=list(hooks), position=method.position, batch_size=method.batch_size)
-    by_name = {lm.resolve(h)[0].name: h for h in hooks}
-    out = {}
-    for key, v in res.items():
-        name = key if isinstance(key, str) else next(h for h in hooks if lm.resolve(h)[0].layer == key)
-        out[by_name.get(name, name)] = v
-    return out
+    specs = {h: lm.resolve(h)[0] for h in hooks}
+    return {h: res[spec.layer] if spec.layer in res else res[spec.name] for h, spec in specs.items()}
