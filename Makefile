@@ -28,6 +28,7 @@ bench:
 	$(BIN)/python bench/observe.py
 	$(BIN)/python bench/tuned_lens.py
 	$(BIN)/python bench/sae.py
+	$(BIN)/python bench/steer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache

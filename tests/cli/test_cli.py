@@ -120,7 +120,7 @@ def test_generate_json_with_capture(capsys):
 
 @pytest.mark.slow
 def test_demo_json(capsys):
-    code, out, _ = run(capsys, "demo", "--json", "-n", "4")
+    code, out, _ = run(capsys, "demo", "--json", "-n", "4", "--tour", "--no-loop")
     assert code == 0
     data = json.loads(out)
     assert data["hook_check"]["ok"], data["hook_check"]
@@ -137,6 +137,20 @@ def test_demo_json(capsys):
     assert data["induction_heads"] == tour["induction_heads"][:3]
     rows = tour["probe"]["rows"]
     assert len(rows) > 1 and all("selectivity" in r for r in rows)
+
+
+@pytest.mark.slow
+def test_demo_runs_the_closed_loop(capsys):
+    """The demo's steering loop on SmolLM2 (greedy, deterministic): the best cell's sentiment shift has a 95%
+    interval above zero and above the random control's, and its fluency cost and side effects are reported."""
+    code, out, _ = run(capsys, "demo", "--json", "-n", "2")
+    assert code == 0
+    s = json.loads(out)["steering"]
+    assert s["judge"] == "sentiment" and s["significant"] and s["beats_control"]
+    assert s["effect"]["ci_low"] > 0 and s["vs_control"]["ci_low"] > 0 and s["effect"]["mean"] > s["control"]["mean"]
+    assert "fluency" in s["other_judges"] and s["kl_neutral"] > 0 and s["ppl_ratio_neutral"] > 0
+    assert os.path.isfile(s["report"]) and os.path.isdir(os.path.join(s["run"], "artifacts", "direction"))
+    assert s["example"]["unsteered"] != s["example"]["steered"]
 
 
 @pytest.mark.slow

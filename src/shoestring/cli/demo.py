@@ -1,5 +1,7 @@
-"""``shoestring demo``: the default model, its anatomy, a generation under capture, what was captured, and
-an observation tour (logit lens, induction heads, a probe curve, ...) written as one HTML report."""
+"""``shoestring demo``: the default model, its anatomy, a generation under capture and what was captured;
+then the closed loop (a sentiment direction from the shipped pairs, steered vs unsteered vs a random
+control, VADER and fluency judges, 95% intervals, side effects, an HTML report); optionally the
+observation tour (logit lens, induction heads, a probe curve, ...) as a second report."""
 
 from __future__ import annotations
 
@@ -16,15 +18,18 @@ def demo(
     model: str = typer.Option("smollm2-135m", "--model", help="alias, folder, .gguf file or hub id"),
     prompt: str = typer.Option("The capital of France is", "--prompt"),
     max_new_tokens: int = typer.Option(12, "--max-new-tokens", "-n", min=1),
-    tour: bool = typer.Option(True, "--tour/--no-tour", help="also run the observation tour and write its report"),
+    loop: bool = typer.Option(True, "--loop/--no-loop", help="run the closed steering loop and write its report"),
+    spec: str = typer.Option("", "--spec", help="the loop's experiment spec (TOML; default: the shipped demo.toml)"),
+    tour: bool = typer.Option(False, "--tour/--no-tour", help="also run the observation tour and write its report"),
     dtype: str = DtypeOpt,
     device: str = DeviceOpt,
     out: str = OutOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Load the default model, show its anatomy, generate while capturing, and read the captures:
-    a logit lens over the layers and the attention of the last prompt token. Then the observation tour
-    (`shoestring observe tour`): its headline numbers here, everything in one HTML report."""
+    a logit lens over the layers and the attention of the last prompt token. Then the closed loop
+    (`shoestring steer run` on the shipped demo spec): the steered sentiment shift with its 95% interval
+    against a random control, the fluency cost, and the report. `--tour` adds the observation tour."""
     from ..hooks.invariants import check_invariants
 
     t0 = time.perf_counter()
@@ -63,6 +68,9 @@ def demo(
         from ..observe import head_census
 
         induction = head_census(lm, seq_len=32, batch=2).top("induction", 3)
+    steering = None
+    if loop and json_out:
+        steering = _steer_loop(lm, model, spec, out, quiet=True)
     resid = acts["blocks.0.hook_resid_post"]
     result = {
         "model": model,
@@ -85,6 +93,7 @@ def demo(
         "attention_of_last_prompt_token": attention,
         "induction_heads": induction,
         **({"tour": summary, "report": str(report)} if tour else {}),
+        **({"steering": steering} if loop else {}),
     }
     if json_out:
         return emit_json(result)
@@ -104,9 +113,33 @@ def demo(
     if not tour:
         print_table("strongest induction heads (random tokens, repeated)", ("layer", "head", "score"),
                     [(str(r["layer"]), str(r["head"]), f"{r['score']:.3f}") for r in induction])
-        return
-    summary, report = run_tour(lm, model, dtype=dtype, device=device, out=out)  # the census is part of it
-    console.rule(f"[bold]observation tour[/bold] ({summary['total_seconds']:.0f} s)")
-    print_tour(summary)
-    say_where(report)
+    else:
+        summary, report = run_tour(lm, model, dtype=dtype, device=device, out=out)  # the census is part of it
+        console.rule(f"[bold]observation tour[/bold] ({summary['total_seconds']:.0f} s)")
+        print_tour(summary)
+        say_where(report)
+    if loop:
+        _steer_loop(lm, model, spec, out, quiet=False)
+
+
+def _steer_loop(lm, model: str, spec_path: str, out: str, quiet: bool) -> dict:
+    """The closed loop on the loaded model: run the spec, print (or return) its headline and report path."""
+    from ..steer.experiment import Spec, shipped_spec
+    from .steer_loop import print_effects, print_headline, run_loop
+
+    path = spec_path or shipped_spec("demo")
+    spec = Spec.from_toml(path)
+    spec.model = model
+    t0 = time.perf_counter()
+    if not quiet:
+        console.rule(f"[bold]closed loop[/bold]: steering toward positive sentiment ({path})")
+    run_dir, report, head, result = run_loop(spec, lm, out, "Demo: steering toward positive sentiment", quiet=quiet,
+                                             extra_config={"spec_path": str(path)})
+    seconds = time.perf_counter() - t0
+    if not quiet:
+        print_effects(result)
+        print_headline(head)
+        console.print(f"closed loop: {seconds:.0f} s, run directory {run_dir.path}", highlight=False)
+        say_where(report)
+    return {"run": str(run_dir.path), "report": str(report), "seconds": round(seconds, 1), **head}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ShoestringError
-from ._common import DeviceOpt, JsonOpt, console, emit_json, load_model, print_table
+from ._common import DeviceOpt, JsonOpt, console, emit_json, load_model
 from ._report import OutOpt, say_where
 
 steer_app = typer.Typer(help="Steering: fit directions, run the closed loop with judges and controls.", no_args_is_help=True)
@@ -21,48 +21,19 @@ def run(
     json_out: bool = JsonOpt,
 ) -> None:
     """Steered vs unsteered vs a random control, every judge, 95% intervals; writes a run directory."""
-    from ..report.steer import steer_page
-    from ..runs import RunDir
     from ..steer.experiment import Spec
-    from ..steer.run import run_experiment
+    from .steer_loop import print_effects, print_headline, run_loop
 
     spec = Spec.from_toml(spec_path)
     lm = load_model(spec.model, "float32", device, quiet=json_out)
-    config = {"spec": spec.__dict__, "device": device}
-    run_dir = RunDir.create(out, "steer-run", config)
-    run_dir.start()
-    result = run_experiment(spec, lm, progress=not json_out)
-    samples = result.pop("samples")
-    run_dir.write_samples(samples)
-    run_dir.save_artifact("result", result)
-    headline = _headline(result)
-    page = steer_page(result, samples, f"Steering: {Path(spec_path).name}", meta={"model": spec.model})
-    report = page.save(run_dir.path / "report.html")
-    run_dir.finish(headline)
+    run_dir, report, head, result = run_loop(spec, lm, out, f"Steering: {Path(spec_path).name}", quiet=json_out,
+                                             extra_config={"device": device, "spec_path": str(spec_path)})
     if json_out:
-        emit_json({"run": str(run_dir.path), "report": str(report), **headline})
+        emit_json({"run": str(run_dir.path), "report": str(report), **head})
         return
-    rows = []
-    for c in result["cells"]:
-        for j in result["judges"]:
-            s, k = c[f"steered_{j['name']}"], c[f"control_{j['name']}"]
-            rows.append([str(c["layer"]), f"{c['scale']:g}", j["name"], f"{s['mean']:+.3f} [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]",
-                         f"{k['mean']:+.3f} [{k['ci_low']:+.3f}, {k['ci_high']:+.3f}]", f"{s['wrong_way']:.0%}",
-                         f"{c.get('steered_kl_neutral', float('nan')):.3f}"])
-    print_table("steering effects (steered - unsteered, 95% CI)", ["layer", "scale", "judge", "steered", "random control",
-                                                                    "wrong way", "KL neutral"], rows)
+    print_effects(result)
+    print_headline(head)
     say_where(report)
-
-
-def _headline(result: dict) -> dict:
-    """The best cell for the first judge, and whether its interval excludes zero and beats the control."""
-    first = result["judges"][0]["name"]
-    sign = result["judges"][0]["sign"]
-    best = max(result["cells"], key=lambda c: c[f"steered_{first}"]["mean"] * sign)
-    return {"judge": first, "best_layer": best["layer"], "best_scale": best["scale"],
-            "effect": best[f"steered_{first}"], "control": best[f"control_{first}"],
-            "significant": best[f"{first}_significant"], "beats_control": best[f"{first}_beats_control"],
-            "kl_neutral": best.get("steered_kl_neutral"), "ppl_ratio_neutral": best.get("steered_ppl_ratio_neutral")}
 
 
 @steer_app.command("fit")
@@ -89,3 +60,52 @@ def fit(
     d = METHODS[method](layers=layer_list).fit(lm, pos, neg)
     folder = d.save(out)
     console.print(f"direction: {Path(folder).resolve()}", markup=False, highlight=False)
+
+
+EXPORT_FORMATS = ("lm-eval", "gguf")
+
+
+@steer_app.command("export")
+def export(
+    direction_dir: str = typer.Argument(..., metavar="DIRECTION_DIR", help="a folder written by `steer fit`"),
+    to: str = typer.Option(..., "--to", help="lm-eval (a .pt for `lm_eval --model steered`) or gguf (llama.cpp)"),
+    out: str = typer.Option(..., "--out", help="the file to write (.pt for lm-eval, .gguf for gguf)"),
+    scale: float = typer.Option(1.0, "--scale", help="steering coefficient (baked into the vectors for gguf)"),
+    layers: str = typer.Option("", "--layers", help="comma-separated layers to export (default: all)"),
+    action: str = typer.Option("add", "--action", help="lm-eval only: add or clamp"),
+    blocks: str = typer.Option("layers", "--blocks", help="lm-eval only: block list under model.base_model (gpt2: h)"),
+    model_hint: str = typer.Option("llama", "--model-hint", help="gguf only: the HF model_type to record"),
+) -> None:
+    """Export a direction to lm-evaluation-harness's steered model or a llama.cpp control vector."""
+    from ..steer.direction import Direction
+    from ..steer.interop import export_gguf, export_lm_eval
+
+    if to not in EXPORT_FORMATS:
+        raise ShoestringError(f"unknown export format '{to}'", f"use --to {' or --to '.join(EXPORT_FORMATS)}")
+    try:
+        layer_list = [int(x) for x in layers.split(",") if x.strip()] or None
+    except ValueError:
+        raise ShoestringError(f"--layers '{layers}' is not a list of integers", "e.g. --layers 10,15")
+    d = Direction.load(direction_dir)
+    if to == "gguf":
+        path = export_gguf(d, out, scale=scale, model_hint=model_hint, layers=layer_list)
+        console.print(f"control vector: {Path(path).resolve()}", markup=False, highlight=False)
+        console.print(f"llama-cli -m MODEL.gguf --control-vector {Path(path).resolve()}", markup=False, highlight=False)
+        return
+    command = export_lm_eval(d, out, scale=scale, layers=layer_list, action=action, blocks=blocks)
+    console.print(f"steering file: {Path(out).resolve()}", markup=False, highlight=False)
+    console.print(command, markup=False, highlight=False, soft_wrap=True)
+
+
+@steer_app.command("import")
+def import_(
+    path: str = typer.Argument(..., metavar="PATH", help="a llama.cpp control-vector .gguf (repeng's export_gguf)"),
+    out: str = typer.Option(..., "--out", help="folder for the direction (direction.safetensors + direction.json)"),
+    model: str = typer.Option("", "--model", help="the model name to record in the direction"),
+) -> None:
+    """Import a repeng / llama.cpp control vector as a direction (layer N = blocks.N.hook_resid_post)."""
+    from ..steer.interop import import_repeng
+
+    d = import_repeng(path, model=model)
+    folder = d.save(out)
+    console.print(f"direction: {Path(folder).resolve()} (layers {d.layers})", markup=False, highlight=False)

@@ -2,7 +2,9 @@
 
 A judge is a dataclass whose fields are its settings. Higher is "more of the thing" (more positive, more
 fluent, more refusing...); ``name`` and ``higher_is`` say what. Judges see the generated text and, where it
-matters, the prompt.
+matters, the prompt. A judge that reads the model's own state (``under_intervention = True``, such as the
+target log-probability) is scored by the loop while the intervention is active, so it measures the steered
+model; every other judge (fluency included: perplexity under the *unsteered* model) runs without it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..errors import ShoestringError
 class Judge:
     name = "base"
     higher_is = "more"
+    under_intervention = False
 
     def score(self, outputs: list[str], prompts: list[str] | None = None) -> list[float]:
         raise NotImplementedError

@@ -17,6 +17,7 @@ class TargetLogProb(Judge):
     lm: object = field(default=None, repr=False)
     targets: tuple[str, ...] = ()
     name = "logprob"
+    under_intervention = True  # in the loop: the steered model's log-probabilities
     higher_is = "more likely targets"
 
     @torch.no_grad()

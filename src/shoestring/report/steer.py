@@ -45,29 +45,32 @@ def steer_page(result: dict, samples: list[dict], title: str = "Steering experim
     for c in result["cells"]:
         for j in judges:
             s, k = c[f"steered_{j}"], c[f"control_{j}"]
-            rows.append([c["layer"], f"{c['scale']:g}", j, f"{s['mean']:+.3f} [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]",
-                         f"{k['mean']:+.3f} [{k['ci_low']:+.3f}, {k['ci_high']:+.3f}]", f"{s['wrong_way']:.0%}",
-                         "yes" if c.get(f"{j}_beats_control") else "no",
+            rows.append([c["layer"], f"{c['scale']:g}", j, _ci(s), _ci(k), _ci(c[f"{j}_vs_control"]),
+                         _pct(s["wrong_way"]), {True: "yes", False: "no"}.get(c.get(f"{j}_beats_control"), "n/a"),
                          f"{c.get('steered_kl_neutral', float('nan')):.4f}", f"{c.get('steered_ppl_ratio_neutral', float('nan')):.3f}"])
-    sec = page.section("Effects", "Wrong way: the share of prompts whose score moved against the intended sign. "
+    sec = page.section("Effects", "Steered - control: the paired difference (same prompt and seed); the steering "
+                                  "beats the control when its 95% interval lies on the intended side of zero. "
+                                  "Wrong way: the share of prompts whose score moved against the intended sign "
+                                  "(n/a for a judge with sign 0, measured for its side effect). "
                                   "Side effects on neutral text: KL to the unsteered next-token distribution and the "
                                   "perplexity ratio (steered / unsteered).")
-    sec.table(["layer", "scale", "judge", "steered", "random control", "wrong way", "beats control", "KL neutral",
+    sec.table(["layer", "scale", "judge", "steered", "random control", "steered - control", "wrong way", "beats control", "KL neutral",
                "ppl ratio"], rows)
     for j in judges:
         sec = page.section(f"Judge: {j}")
         sec.figure(effect_heatmap(result, j))
         for layer in sorted({c["layer"] for c in result["cells"]}):
             sec.figure(dose_response(result, j, layer))
-    page.section("Before / after", "The first prompts at the cell with the largest effect on the first judge.").html(
+    page.section("Before / after", "The first prompts at the cell whose effect on the first judge is surest (the largest lower bound of its interval).").html(
         _samples_html(result, samples, judges, n_samples))
     return page
 
 
 def _samples_html(result, samples, judges, n) -> str:
+    from ..steer.run import best_cell
+
     first = judges[0]
-    sign = result["judges"][0]["sign"]
-    best = max(result["cells"], key=lambda c: c[f"steered_{first}"]["mean"] * sign)
+    best = best_cell(result)
     seed = result["seeds"][0]
     pick = {}
     for s in samples:
@@ -84,3 +87,11 @@ def _samples_html(result, samples, judges, n) -> str:
     head = (f"<p>Layer {best['layer']}, scale {best['scale']:g}.</p><table class='samples'><tr><th>prompt</th>"
             "<th>unsteered</th><th>steered</th><th>random control</th></tr>")
     return head + "".join(rows) + "</table>"
+
+
+def _ci(e: dict) -> str:
+    return f"{e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{x:.0%}"

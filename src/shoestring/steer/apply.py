@@ -7,8 +7,8 @@ Modes (``v`` the direction at a layer, ``u = v / ||v||``, ``x`` the residual ``[
 - ``ablate``: ``x - (x . u) u`` (directional ablation, Arditi et al. 2024, https://arxiv.org/abs/2406.11717;
   ``scale`` is ignored);
 - ``ablate_add``: ablate, then add ``scale * u`` (the projection is set to ``scale`` for every token);
-- ``clamp``: the same as ``ablate_add`` (kept as the name users expect); for SAE latents see
-  :func:`clamp_feature`.
+- ``clamp``: the same as ``ablate_add`` (kept as the name users expect); to clamp or flip an SAE latent
+  see :class:`~shoestring.steer.feature_edit.FeatureEdit`.
 
 Positions: ``all``, ``prompt`` (the prefill) or ``generated`` (decode steps). Inside ``generate`` with the
 KV cache the prefill is the forward whose length is > 1 and each decode step has length 1, so a one-token
@@ -66,13 +66,7 @@ class Steer:
             vec = v.to(act.device, act.dtype)
             if seq:
                 return _add_sequence(act, self.scale * vec, self.offsets) if prefill else None
-            u = vec / vec.norm().clamp_min(1e-12)
-            if self.mode == "add":
-                delta = self.scale * act.norm(dim=-1, keepdim=True) * u if self.relative else self.scale * vec
-                return act + delta
-            proj = (act @ u)[..., None]
-            out = act - proj * u
-            return out if self.mode == "ablate" else out + self.scale * u
+            return steer_edit(act, vec, self.scale, self.mode, self.relative)
 
         return edit
 
@@ -85,6 +79,20 @@ class Steer:
         return self._edit.__exit__(*exc)
 
 
+def steer_edit(act: torch.Tensor, vec: torch.Tensor, scale, mode: str, relative: bool) -> torch.Tensor:
+    """The edit of every mode on ``act [batch, pos, d]``: ``vec`` is ``[d]`` (one direction) or ``[batch, d]``
+    (one per row; zero rows are left alone), ``scale`` a number or ``[batch]``."""
+    if vec.ndim == 2:
+        vec = vec[:, None, :]  # [batch, 1, d]
+    if isinstance(scale, torch.Tensor):
+        scale = scale.to(act.device, act.dtype).reshape(-1, 1, 1)  # [batch, 1, 1]
+    u = vec / vec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    if mode == "add":
+        return act + (scale * act.norm(dim=-1, keepdim=True) * u if relative else scale * vec)
+    out = act - (act * u).sum(-1, keepdim=True) * u
+    return out if mode == "ablate" else out + scale * u
+
+
 def _add_sequence(act: torch.Tensor, seq: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
     """Add ``seq [n, d]`` at positions ``offsets[b] .. offsets[b] + n`` of each row (clipped to the length)."""
     out = act.clone()
@@ -95,33 +103,6 @@ def _add_sequence(act: torch.Tensor, seq: torch.Tensor, offsets: torch.Tensor | 
         if m > 0:
             out[b, start:start + m] += seq[:m]
     return out
-
-
-def clamp_feature(lm, sae, feature: int, value: float | None = None, *, flip: bool = False,
-                  positions: str = "all"):
-    """Set SAE latent ``feature`` to ``value`` (or to minus its own activation with ``flip``) at the SAE's
-    hook, keeping the SAE's error term so that nothing else changes: ``x' = decode(z') + (x - decode(z))``.
-
-    Returns the :class:`~shoestring.hooks.Edit` context."""
-    if (value is None) == (not flip):
-        raise ShoestringError("pass either value= (clamp) or flip=True", "e.g. clamp_feature(lm, sae, 123, value=10.0)")
-    if not 0 <= feature < sae.cfg.d_sae:
-        raise ShoestringError(f"feature {feature} is out of range", f"the SAE has {sae.cfg.d_sae} latents: 0 to {sae.cfg.d_sae - 1}")
-    if positions not in POSITIONS:
-        raise ShoestringError(f"unknown positions '{positions}'", f"use one of {', '.join(POSITIONS)}")
-    lm.resolve(sae.cfg.hook_name)
-
-    def edit(act: torch.Tensor) -> torch.Tensor | None:
-        prefill = act.shape[1] > 1
-        if (positions == "prompt" and not prefill) or (positions == "generated" and prefill):
-            return None
-        x = act.to(sae.W_enc.dtype)
-        z = sae.encode(x)
-        z2 = z.clone()
-        z2[..., feature] = -z[..., feature] if flip else value
-        return (act + (sae.decode(z2) - sae.decode(z)).to(act.dtype))  # = decode(z') + error
-
-    return lm.edit({sae.cfg.hook_name: edit})
 
 
 def generate(lm, prompts, steer: Steer | None = None, max_new_tokens: int = 32, *, do_sample: bool = False,

@@ -56,6 +56,14 @@ def read_pairs(path) -> tuple[list[str], list[str]]:
     return pos, neg
 
 
+def shipped_spec(name: str = "demo") -> Path:
+    """The path of a spec the project ships (``demo``: the closed loop ``make demo`` runs)."""
+    path = DATA / f"{name}.toml"
+    if not path.is_file():
+        raise ShoestringError(f"no shipped spec '{name}'", "use demo, or pass the path of a TOML spec")
+    return Path(str(path))
+
+
 def shipped_prompts(name: str = "sentiment") -> list[str]:
     path = DATA / f"{name}_prompts.txt"
     if not path.is_file():
@@ -99,6 +107,7 @@ class Spec:
     def check(self, where: str = "the spec") -> None:
         from ..judges import JUDGES
         from .apply import MODES
+        from .feature_edit import FEATURE_MODES
         from .methods import METHODS
 
         for j in self.judges:
@@ -109,8 +118,13 @@ class Spec:
         method = self.direction.get("method", "mean_diff")
         if method != "file" and method not in METHODS:
             raise ShoestringError(f"{where}: unknown direction method '{method}'", f"use one of {', '.join(METHODS)} or file")
-        if self.sweep.get("mode", "add") not in MODES:
-            raise ShoestringError(f"{where}: unknown steering mode '{self.sweep.get('mode')}'", f"use one of {', '.join(MODES)}")
+        mode = self.sweep.get("mode", "add")
+        if mode not in MODES and not (method == "sae_feature" and mode in FEATURE_MODES):
+            extra = f" (and {', '.join(FEATURE_MODES)} for sae_feature)"
+            raise ShoestringError(f"{where}: unknown steering mode '{mode}'", f"use one of {', '.join(MODES)}{extra}")
+        if method == "sae_feature" and ("sae" not in self.direction or "feature" not in self.direction):
+            raise ShoestringError(f"{where}: [direction] method = \"sae_feature\" needs sae and feature",
+                                  "e.g. sae = \"runs/sae-train-.../sae-0\", feature = 123 (or \"contrast\")")
         if not self.sweep.get("layers") or not self.sweep.get("scales"):
             raise ShoestringError(f"{where}: [sweep] needs layers and scales", "e.g. layers = [15], scales = [4.0, 8.0]")
 
@@ -141,14 +155,43 @@ def build_direction(spec: Spec, lm):
     if method == "file":
         return Direction.load(d["path"])
     if method == "sae_feature":
-        from ..sae import load_sae
-
-        return METHODS[method](int(d["feature"])).fit(load_sae(d["sae"]))
+        sae, feature, meta = feature_of(spec, lm)
+        direction = METHODS[method](feature).fit(sae)
+        direction.meta.update(meta)
+        return direction
     if method == "actadd":
         return METHODS[method](layers=layers).fit(lm, d["positive"], d["negative"])
-    if "positive" in d:
-        pos, neg = list(d["positive"]), list(d["negative"])
-    else:
-        pairs = d.get("pairs", "sentiment")
-        pos, neg = read_pairs(pairs) if str(pairs).endswith(".jsonl") else shipped_pairs(pairs)
+    pos, neg = contrast_sets(d)
     return METHODS[method](layers=layers, position=d.get("position", "last")).fit(lm, pos, neg)
+
+
+def contrast_sets(d: dict) -> tuple[list[str], list[str]]:
+    """The ``(positive, negative)`` texts a [direction] section names (inline lists, a .jsonl or a shipped set)."""
+    if "positive" in d:
+        return list(d["positive"]), list(d.get("negative", []))
+    pairs = d.get("pairs", "sentiment")
+    return read_pairs(pairs) if str(pairs).endswith(".jsonl") else shipped_pairs(pairs)
+
+
+def feature_of(spec: Spec, lm):
+    """``(sae, feature, meta)`` for a ``sae_feature`` direction. ``feature`` is an index, or ``"contrast"``
+    (``"contrast-negative"``): the latent that fires most on the positive (negative) texts of the pairs
+    against the other side, by the moderated t of :func:`~shoestring.sae.search.search_by_contrast`."""
+    from ..sae import load_sae
+    from ..sae.search import search_by_contrast
+
+    d = spec.direction
+    sae = load_sae(d["sae"])
+    feature = d["feature"]
+    if isinstance(feature, int):
+        return sae, feature, {}
+    if feature not in ("contrast", "contrast-negative"):
+        raise ShoestringError(f"feature = {feature!r} is neither a latent index nor a contrast",
+                              "use an integer, \"contrast\" or \"contrast-negative\"")
+    pos, neg = contrast_sets(d)
+    a, b = (pos, neg) if feature == "contrast" else (neg, pos)
+    rows = search_by_contrast(sae, lm, a, b, top=1)
+    if not rows:
+        raise ShoestringError("no SAE latent fires more on one side of the pairs", "name a feature index instead")
+    top = {k: float(rows[0][k]) for k in ("mean_a", "mean_b", "score")}
+    return sae, int(rows[0]["latent"]), {"picked_by": feature, "contrast": top}

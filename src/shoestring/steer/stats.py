@@ -31,7 +31,8 @@ def bootstrap_mean_ci(diffs, n_boot: int = 2000, seed: int = 0, level: float = 0
 
 def effect(steered, base, sign: float = 1.0, n_boot: int = 2000, seed: int = 0) -> dict:
     """Paired effect of steering on one judge: mean difference, 95% CI, standardised effect (mean / sd of
-    the differences), and the fraction of prompts that moved the wrong way (against ``sign``)."""
+    the differences), and the fraction of prompts that moved the wrong way (against ``sign``; NaN when
+    ``sign`` is 0, a judge measured for its side effect with no intended direction)."""
     diffs = [s - b for s, b in zip(steered, base) if not (math.isnan(s) or math.isnan(b))]
     if not diffs:
         return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "d": float("nan"),
@@ -41,7 +42,7 @@ def effect(steered, base, sign: float = 1.0, n_boot: int = 2000, seed: int = 0) 
     lo, hi = bootstrap_mean_ci(diffs, n_boot=n_boot, seed=seed)
     return {"mean": float(t.mean()), "ci_low": lo, "ci_high": hi,
             "d": float(t.mean()) / sd if sd and not math.isnan(sd) else float("nan"),
-            "wrong_way": float(((t * sign) < 0).double().mean()), "n": len(diffs)}
+            "wrong_way": float(((t * sign) < 0).double().mean()) if sign else float("nan"), "n": len(diffs)}
 
 
 def excludes_zero(e: dict) -> bool:
