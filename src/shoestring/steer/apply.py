@@ -44,10 +44,7 @@ class Steer:
     _edit: object = field(default=None, repr=False)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ShoestringError(f"unknown steering mode '{self.mode}'", f"use one of {', '.join(MODES)}")
-        if self.positions not in POSITIONS:
-            raise ShoestringError(f"unknown positions '{self.positions}'", f"use one of {', '.join(POSITIONS)}")
+        check_options(self.mode, self.positions)
         self.direction.check_model(self.lm)
         layers = self.direction.layers if self.layers is None else list(self.layers)
         missing = [layer for layer in layers if layer not in self.direction.vectors]
@@ -61,7 +58,7 @@ class Steer:
 
         def edit(act: torch.Tensor, ctx) -> torch.Tensor | None:
             prefill = act.shape[1] > 1
-            if (self.positions == "prompt" and not prefill) or (self.positions == "generated" and prefill):
+            if skipped(self.positions, act):
                 return None
             vec = v.to(act.device, act.dtype)
             if seq:
@@ -77,6 +74,20 @@ class Steer:
 
     def __exit__(self, *exc):
         return self._edit.__exit__(*exc)
+
+
+def check_options(mode: str, positions: str, modes: tuple[str, ...] = MODES, what: str = "steering mode") -> None:
+    """One line for an unknown mode or positions (every intervention checks its options with this)."""
+    if mode not in modes:
+        raise ShoestringError(f"unknown {what} '{mode}'", f"use one of {', '.join(modes)}")
+    if positions not in POSITIONS:
+        raise ShoestringError(f"unknown positions '{positions}'", f"use one of {', '.join(POSITIONS)}")
+
+
+def skipped(positions: str, act: torch.Tensor) -> bool:
+    """Whether this forward is outside ``positions``: the prefill has length > 1, a decode step length 1."""
+    prefill = act.shape[1] > 1
+    return (positions == "prompt" and not prefill) or (positions == "generated" and prefill)
 
 
 def steer_edit(act: torch.Tensor, vec: torch.Tensor, scale, mode: str, relative: bool) -> torch.Tensor:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import ShoestringError
-from .apply import MODES, POSITIONS, steer_edit
+from .apply import check_options, skipped, steer_edit
 
 
 @dataclass
@@ -38,10 +38,7 @@ class SteerRows:
     _edit: object = field(default=None, repr=False)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ShoestringError(f"unknown steering mode '{self.mode}'", f"use one of {', '.join(MODES)}")
-        if self.positions not in POSITIONS:
-            raise ShoestringError(f"unknown positions '{self.positions}'", f"use one of {', '.join(POSITIONS)}")
+        check_options(self.mode, self.positions)
         if self.vectors.ndim != 2 or self.scales.shape != self.vectors.shape[:1]:
             raise ShoestringError(f"vectors {tuple(self.vectors.shape)} and scales {tuple(self.scales.shape)} do not match",
                                   "give one [d_model] vector and one scale per row")
@@ -70,8 +67,7 @@ class SteerRows:
 
     def _fn(self):
         def edit(act: torch.Tensor, ctx) -> torch.Tensor | None:
-            prefill = act.shape[1] > 1
-            if (self.positions == "prompt" and not prefill) or (self.positions == "generated" and prefill):
+            if skipped(self.positions, act):
                 return None
             if act.shape[0] != self.vectors.shape[0]:
                 raise ShoestringError(f"a batch of {act.shape[0]} rows met steering for {self.vectors.shape[0]}",

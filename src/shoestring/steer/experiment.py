@@ -12,13 +12,13 @@ A spec is a TOML file (or the same dict)::
     [sweep]
     layers = [10, 15]
     scales = [4.0, 8.0]
-    mode = "add"                  # add | ablate | ablate_add | clamp
+    mode = "add"                  # add | ablate | ablate_add | clamp; sae_feature also: clamp, flip (the latent)
     [generation]
     max_new_tokens = 24
     seeds = [0]
     [[judges]]
     name = "sentiment"
-    sign = 1                      # the intended direction of change (for the wrong-way fraction)
+    sign = 1                      # the intended direction of change; 0: a side effect (fluency), no direction
 """
 
 from __future__ import annotations

@@ -39,15 +39,12 @@ class FeatureEdit:
     _edit: object = field(default=None, repr=False)
 
     def __post_init__(self):
-        from .apply import POSITIONS
+        from .apply import check_options
 
-        if self.mode not in FEATURE_MODES:
-            raise ShoestringError(f"unknown feature edit '{self.mode}'", f"use one of {', '.join(FEATURE_MODES)}")
+        check_options(self.mode, self.positions, FEATURE_MODES, "feature edit")
         if not 0 <= self.feature < self.sae.cfg.d_sae:
             raise ShoestringError(f"feature {self.feature} is out of range",
                                   f"the SAE has {self.sae.cfg.d_sae} latents: 0 to {self.sae.cfg.d_sae - 1}")
-        if self.positions not in POSITIONS:
-            raise ShoestringError(f"unknown positions '{self.positions}'", f"use one of {', '.join(POSITIONS)}")
         if self.sae.cfg.is_transcoder:
             raise ShoestringError("a transcoder's latent cannot be edited in place at one hook",
                                   "edit an SAE's latent (hook_name_out unset)")
@@ -63,11 +60,12 @@ class FeatureEdit:
         return self.sae.W_dec[self.feature].detach() / self.sae.cfg.scaling_factor
 
     def _fn(self):
+        from .apply import skipped
+
         row = self.row()
 
         def edit(act: torch.Tensor) -> torch.Tensor | None:
-            prefill = act.shape[1] > 1
-            if (self.positions == "prompt" and not prefill) or (self.positions == "generated" and prefill):
+            if skipped(self.positions, act):
                 return None
             with torch.no_grad():
                 z = self.sae.encode(act.to(self.sae.W_enc.dtype))[..., self.feature]  # [batch, pos]
