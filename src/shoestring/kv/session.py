@@ -1,0 +1,108 @@
+"""Run a model with a compressed KV cache: chunked prefill and token-by-token decoding through
+transformers' public ``DynamicCache`` (``cache.layers[i].keys / .values``), no patched attention code.
+
+After every chunk of the prefill and every decode step, each layer whose cache holds more than ``budget``
+tokens keeps the ``budget`` the policy picks (per key-value head). Because evicted tokens leave holes, the
+true position of every cached token is tracked, and new tokens are fed with their true ``position_ids``
+(RoPE) while ``cache_position`` indexes the shortened cache (the causal mask). Compressing during the
+prefill, chunk by chunk, is what makes peak memory drop: the full cache is never built.
+
+    >>> s = KVSession(lm, StreamingLLM(sinks=4), budget=256, chunk=128)     # doctest: +SKIP
+    >>> logits = s.feed(input_ids)        # [1, T, vocab], prefill in chunks  # doctest: +SKIP
+    >>> s.cache_tokens()                  # tokens held per layer             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from ..errors import ShoestringError
+from .policies import Policy
+
+
+class KVSession:
+    def __init__(self, lm, policy: Policy, budget: int | None = None, chunk: int = 256):
+        if budget is not None and int(budget) < 1:
+            raise ShoestringError(f"a KV budget of {budget} tokens keeps nothing", "give a budget of at least 1 token")
+        if chunk < 1:
+            raise ShoestringError(f"chunk {chunk} is not a positive length", "e.g. chunk = 256")
+        self.lm, self.policy, self.budget, self.chunk = lm, policy, budget, int(chunk)
+        self.cache = DynamicCache(config=lm.model.config)
+        self.positions: list[torch.Tensor | None] = []  # per layer: [batch, kv_heads, T] true positions
+        self.seen = 0  # tokens fed so far (the next token's true position)
+        self.steps = 0
+        self.max_ctx = getattr(lm.model.config, "max_position_embeddings", None)
+
+    def cache_tokens(self) -> list[int]:
+        """Tokens each layer's cache holds now."""
+        return [int(layer.keys.shape[-2]) if getattr(layer, "keys", None) is not None and layer.keys.numel() else 0
+                for layer in self.cache.layers]
+
+    def cache_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for layer in self.cache.layers
+                   for t in (getattr(layer, "keys", None), getattr(layer, "values", None)) if t is not None)
+
+    @torch.no_grad()
+    def feed(self, input_ids: torch.Tensor, *, return_logits: bool = True) -> torch.Tensor | None:
+        """Feed ``input_ids [batch, T]`` in chunks, compressing after each; the logits of every fed position."""
+        if self.max_ctx and self.seen + input_ids.shape[1] > self.max_ctx:
+            raise ShoestringError(f"{self.seen + input_ids.shape[1]} tokens exceed the model's context of {self.max_ctx}",
+                                  "feed a shorter text (RoPE positions past the trained length are meaningless)")
+        outs = []
+        for start in range(0, input_ids.shape[1], self.chunk):
+            logits = self._step(input_ids[:, start:start + self.chunk])
+            if return_logits:
+                outs.append(logits)
+        return torch.cat(outs, dim=1) if return_logits else None
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: torch.Tensor, max_new_tokens: int, eos_token_id: int | None = None) -> torch.Tensor:
+        """Greedy decoding under the policy: the prompt in chunks, then one token per step (the budget holds
+        throughout). Returns the new token ids ``[batch, <= max_new_tokens]``."""
+        logits = self.feed(prompt_ids)[:, -1:]
+        new = []
+        for i in range(max_new_tokens):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)  # [batch, 1]
+            new.append(nxt)
+            if i == max_new_tokens - 1 or (eos_token_id is not None and bool((nxt == eos_token_id).all())):
+                break
+            logits = self._step(nxt)
+        return torch.cat(new, dim=1)
+
+    def _step(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids.to(self.lm.device)
+        b, n = ids.shape
+        held = self.cache.get_seq_length()
+        pos = torch.arange(self.seen, self.seen + n, device=ids.device)
+        out = self.lm.model(input_ids=ids, position_ids=pos[None].expand(b, n), past_key_values=self.cache,
+                            cache_position=torch.arange(held, held + n, device=ids.device), use_cache=True)
+        self.seen += n
+        self._track(pos, b)
+        self._compress()
+        self.steps += 1
+        return out.logits
+
+    def _track(self, pos: torch.Tensor, b: int) -> None:
+        for i, layer in enumerate(self.cache.layers):
+            heads = layer.keys.shape[1]
+            new = pos.to(layer.keys.device).expand(b, heads, -1)
+            if i >= len(self.positions):
+                self.positions.append(new)
+            else:
+                self.positions[i] = torch.cat([self.positions[i], new], dim=-1)
+            if self.positions[i].shape[-1] != layer.keys.shape[-2]:
+                raise ShoestringError("the cache and its position record disagree", "report this as a bug")
+
+    def _compress(self) -> None:
+        if self.budget is None:
+            return
+        for i, layer in enumerate(self.cache.layers):
+            if layer.keys.shape[-2] <= self.budget:
+                continue
+            idx = self.policy.keep(layer.keys, layer.values, int(self.budget), positions=self.positions[i], layer=i,
+                                   info={"step": self.steps})  # [batch, kv_heads, budget]
+            gather = idx[..., None].expand(-1, -1, -1, layer.keys.shape[-1])
+            layer.keys = layer.keys.gather(2, gather)
+            layer.values = layer.values.gather(2, idx[..., None].expand(-1, -1, -1, layer.values.shape[-1]))
+            self.positions[i] = self.positions[i].gather(2, idx)
