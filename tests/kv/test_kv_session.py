@@ -86,3 +86,35 @@ def test_generate_and_stream_nll(lm):
     ref = torch.nn.functional.cross_entropy(lm.model(random_ids(1, 40)).logits[0, :-1], random_ids(1, 40)[0, 1:],
                                             reduction="none")
     assert nll.shape == (39,) and torch.allclose(nll, ref, atol=1e-4)
+
+
+def test_attention_scores_match_an_eager_forward(lm):
+    """The accumulated attention H2O reads equals the column sums of the eager attention matrices, summed
+    over each key-value head's query heads (checked with no eviction, chunks of 5)."""
+    from shoestring.kv import H2O
+
+    ids = random_ids(1, 23)
+    s = KVSession(lm, H2O(), 10_000, chunk=5)
+    s.feed(ids)
+    eager = make_lm("llama", impl="eager")
+    att = eager.model(ids, output_attentions=True).attentions  # per layer [1, q_heads, T, T]
+    for i, a in enumerate(att):
+        kvh = s.cache.layers[i].keys.shape[1]
+        want = a.reshape(1, kvh, a.shape[1] // kvh, 23, 23).sum(2).sum(2)  # [1, kv_heads, T]
+        assert torch.allclose(s.acc[i], want, atol=1e-4), i
+
+
+def test_attention_policies_keep_what_they_score(lm):
+    from shoestring.kv import H2O, TOVA, SnapKV
+
+    for policy in (H2O(), TOVA(), SnapKV(window=4)):
+        s = KVSession(lm, policy, 9, chunk=6)
+        s.feed(random_ids(1, 30))
+        assert s.cache_tokens() == [9] * lm.anatomy.n_layers
+        assert all(a.shape[-1] == 9 for a in s.acc)
+    s = KVSession(lm, SnapKV(window=4), 9, chunk=30)  # one prefill chunk: the last 4 (the window) stay
+    s.feed(random_ids(1, 30))
+    assert all(set(range(26, 30)) <= set(p[0, h].tolist()) for p in s.positions for h in range(p.shape[1]))
+    s = KVSession(lm, H2O(recent_fraction=0.5), 8, chunk=1)
+    s.feed(random_ids(1, 20))
+    assert all(set(range(16, 20)) <= set(p[0, h].tolist()) for p in s.positions for h in range(p.shape[1]))

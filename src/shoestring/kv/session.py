@@ -33,6 +33,17 @@ class KVSession:
         self.seen = 0  # tokens fed so far (the next token's true position)
         self.steps = 0
         self.max_ctx = getattr(lm.model.config, "max_position_embeddings", None)
+        self.attn = "attentions" in policy.needs
+        self.acc: list[torch.Tensor] = []  # per layer [batch, kv_heads, T]: attention each cached token received
+        self.last_attn: dict[int, torch.Tensor] = {}  # per layer [batch, kv_heads, q, T] of the last step
+        if self.attn:
+            try:
+                self.names = [f"blocks.{i}.attn.hook_pattern" for i in range(lm.anatomy.n_layers)]
+                for name in self.names:
+                    lm.resolve(name)
+            except ShoestringError as e:
+                raise ShoestringError(f"policy '{policy.name}' needs attention weights, which this model does not expose "
+                                      f"({e.problem})", "use a policy that reads only the cache (window, streaming, key_norm, random)")
 
     def cache_tokens(self) -> list[int]:
         """Tokens each layer's cache holds now."""
@@ -75,10 +86,17 @@ class KVSession:
         b, n = ids.shape
         held = self.cache.get_seq_length()
         pos = torch.arange(self.seen, self.seen + n, device=ids.device)
-        out = self.lm.model(input_ids=ids, position_ids=pos[None].expand(b, n), past_key_values=self.cache,
-                            cache_position=torch.arange(held, held + n, device=ids.device), use_cache=True)
+        kwargs = {"input_ids": ids, "position_ids": pos[None].expand(b, n), "past_key_values": self.cache,
+                  "cache_position": torch.arange(held, held + n, device=ids.device), "use_cache": True}
+        if self.attn:
+            with self.lm.capture(self.names) as cap:
+                out = self.lm.model(**kwargs)
+        else:
+            out = self.lm.model(**kwargs)
         self.seen += n
         self._track(pos, b)
+        if self.attn:
+            self._attend(cap)
         self._compress()
         self.steps += 1
         return out.logits
@@ -94,15 +112,35 @@ class KVSession:
             if self.positions[i].shape[-1] != layer.keys.shape[-2]:
                 raise ShoestringError("the cache and its position record disagree", "report this as a bug")
 
+    def _attend(self, cap) -> None:
+        """Per layer: the step's attention pattern summed over each key-value head's query heads, and the
+        running total each cached token has received (H2O's heavy-hitter score)."""
+        for i, name in enumerate(self.names):
+            p = cap[name].float()  # [batch, q_heads, q, T]
+            kvh = self.cache.layers[i].keys.shape[1]
+            p = p.reshape(p.shape[0], kvh, p.shape[1] // kvh, *p.shape[2:]).sum(2)  # [batch, kv_heads, q, T]
+            self.last_attn[i] = p
+            got = p.sum(2)  # [batch, kv_heads, T]
+            if i >= len(self.acc):
+                self.acc.append(got)
+            else:
+                old = self.acc[i]
+                self.acc[i] = got + torch.cat([old, old.new_zeros(*old.shape[:2], got.shape[-1] - old.shape[-1])], -1)
+
     def _compress(self) -> None:
         if self.budget is None:
             return
         for i, layer in enumerate(self.cache.layers):
             if layer.keys.shape[-2] <= self.budget:
                 continue
+            info = {"step": self.steps}
+            if self.attn:
+                info.update(attn=self.last_attn[i], acc=self.acc[i])
             idx = self.policy.keep(layer.keys, layer.values, int(self.budget), positions=self.positions[i], layer=i,
-                                   info={"step": self.steps})  # [batch, kv_heads, budget]
+                                   info=info)  # [batch, kv_heads, budget]
             gather = idx[..., None].expand(-1, -1, -1, layer.keys.shape[-1])
             layer.keys = layer.keys.gather(2, gather)
             layer.values = layer.values.gather(2, idx[..., None].expand(-1, -1, -1, layer.values.shape[-1]))
             self.positions[i] = self.positions[i].gather(2, idx)
+            if self.attn:
+                self.acc[i] = self.acc[i].gather(2, idx)

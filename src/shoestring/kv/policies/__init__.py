@@ -2,11 +2,14 @@
 
 from .base import Policy
 from .full import Full
+from .h2o import H2O
 from .key_norm import KeyNorm
 from .random import Random
+from .snapkv import SnapKV
 from .streaming import StreamingLLM
+from .tova import TOVA
 from .window import Window
 
-POLICIES = {p.name: p for p in (Full, Window, StreamingLLM, KeyNorm, Random)}
+POLICIES = {p.name: p for p in (Full, Window, StreamingLLM, KeyNorm, Random, H2O, TOVA, SnapKV)}
 
-__all__ = ["Policy", "POLICIES", "Full", "Window", "StreamingLLM", "KeyNorm", "Random"]
+__all__ = ["Policy", "POLICIES", "Full", "Window", "StreamingLLM", "KeyNorm", "Random", "H2O", "TOVA", "SnapKV"]
