@@ -118,3 +118,19 @@ def test_attention_policies_keep_what_they_score(lm):
     s = KVSession(lm, H2O(recent_fraction=0.5), 8, chunk=1)
     s.feed(random_ids(1, 20))
     assert all(set(range(16, 20)) <= set(p[0, h].tolist()) for p in s.positions for h in range(p.shape[1]))
+
+
+def test_query_aware_compresses_once_at_the_end(lm):
+    from shoestring.kv import SnapKV
+
+    ids = random_ids(1, 40)
+    s = KVSession(lm, SnapKV(window=5), 12, chunk=8)
+    s.feed(ids, query_aware=True)
+    assert s.cache_tokens() == [12] * lm.anatomy.n_layers
+    # the observation window is the last 5 prompt tokens, whatever chunk they arrived in; agnostic differs
+    assert all(set(range(35, 40)) <= set(p[0, h].tolist()) for p in s.positions for h in range(p.shape[1]))
+    a = KVSession(lm, SnapKV(window=5), 12, chunk=8)
+    a.feed(ids)
+    assert any(not torch.equal(x, y) for x, y in zip(a.positions, s.positions))
+    # query-aware builds the whole cache first; chunked eviction never holds more than budget + chunk
+    assert s.peak_tokens == 40 and a.peak_tokens == 12 + 8

@@ -32,6 +32,7 @@ class KVSession:
         self.positions: list[torch.Tensor | None] = []  # per layer: [batch, kv_heads, T] true positions
         self.seen = 0  # tokens fed so far (the next token's true position)
         self.steps = 0
+        self.peak_tokens = 0  # the most tokens any layer held at once (right after a forward, before eviction)
         self.max_ctx = getattr(lm.model.config, "max_position_embeddings", None)
         self.attn = "attentions" in policy.needs
         self.acc: list[torch.Tensor] = []  # per layer [batch, kv_heads, T]: attention each cached token received
@@ -55,23 +56,29 @@ class KVSession:
                    for t in (getattr(layer, "keys", None), getattr(layer, "values", None)) if t is not None)
 
     @torch.no_grad()
-    def feed(self, input_ids: torch.Tensor, *, return_logits: bool = True) -> torch.Tensor | None:
-        """Feed ``input_ids [batch, T]`` in chunks, compressing after each; the logits of every fed position."""
+    def feed(self, input_ids: torch.Tensor, *, return_logits: bool = True, query_aware: bool = False) -> torch.Tensor | None:
+        """Feed ``input_ids [batch, T]`` in chunks, compressing after each; the logits of every fed position.
+
+        ``query_aware``: compress once, after the last chunk, so that the end of the input (the question)
+        picks what stays (SnapKV's setting). The full cache is built first, so peak memory does not drop:
+        every result states which mode it ran."""
         if self.max_ctx and self.seen + input_ids.shape[1] > self.max_ctx:
             raise ShoestringError(f"{self.seen + input_ids.shape[1]} tokens exceed the model's context of {self.max_ctx}",
                                   "feed a shorter text (RoPE positions past the trained length are meaningless)")
         outs = []
-        for start in range(0, input_ids.shape[1], self.chunk):
-            logits = self._step(input_ids[:, start:start + self.chunk])
+        starts = list(range(0, input_ids.shape[1], self.chunk))
+        for start in starts:
+            logits = self._step(input_ids[:, start:start + self.chunk], compress=not query_aware or start == starts[-1])
             if return_logits:
                 outs.append(logits)
         return torch.cat(outs, dim=1) if return_logits else None
 
     @torch.no_grad()
-    def generate(self, prompt_ids: torch.Tensor, max_new_tokens: int, eos_token_id: int | None = None) -> torch.Tensor:
-        """Greedy decoding under the policy: the prompt in chunks, then one token per step (the budget holds
-        throughout). Returns the new token ids ``[batch, <= max_new_tokens]``."""
-        logits = self.feed(prompt_ids)[:, -1:]
+    def generate(self, prompt_ids: torch.Tensor, max_new_tokens: int, eos_token_id: int | None = None,
+                 query_aware: bool = False) -> torch.Tensor:
+        """Greedy decoding under the policy: the prompt in chunks (see :meth:`feed` for ``query_aware``),
+        then one token per step (the budget holds throughout). Returns the new ids ``[batch, <= max_new_tokens]``."""
+        logits = self.feed(prompt_ids, query_aware=query_aware)[:, -1:]
         new = []
         for i in range(max_new_tokens):
             nxt = logits[:, -1].argmax(-1, keepdim=True)  # [batch, 1]
@@ -81,7 +88,7 @@ class KVSession:
             logits = self._step(nxt)
         return torch.cat(new, dim=1)
 
-    def _step(self, ids: torch.Tensor) -> torch.Tensor:
+    def _step(self, ids: torch.Tensor, compress: bool = True) -> torch.Tensor:
         ids = ids.to(self.lm.device)
         b, n = ids.shape
         held = self.cache.get_seq_length()
@@ -94,10 +101,12 @@ class KVSession:
         else:
             out = self.lm.model(**kwargs)
         self.seen += n
+        self.peak_tokens = max(self.peak_tokens, self.cache.get_seq_length())  # before eviction: the true peak
         self._track(pos, b)
         if self.attn:
             self._attend(cap)
-        self._compress()
+        if compress:
+            self._compress()
         self.steps += 1
         return out.logits
 
