@@ -134,3 +134,4 @@ def test_query_aware_compresses_once_at_the_end(lm):
     assert any(not torch.equal(x, y) for x, y in zip(a.positions, s.positions))
     # query-aware builds the whole cache first; chunked eviction never holds more than budget + chunk
     assert s.peak_tokens == 40 and a.peak_tokens == 12 + 8
+
