@@ -10,6 +10,9 @@ prefill, chunk by chunk, is what makes peak memory drop: the full cache is never
     >>> s = KVSession(lm, StreamingLLM(sinks=4), budget=256, chunk=128)     # doctest: +SKIP
     >>> logits = s.feed(input_ids)        # [1, T, vocab], prefill in chunks  # doctest: +SKIP
     >>> s.cache_tokens()                  # tokens held per layer             # doctest: +SKIP
+
+Rows of a batch must be unpadded and of one length (long-context evaluation feeds one text per session);
+every row and key-value head keeps its own tokens.
 """
 
 from __future__ import annotations
