@@ -7,6 +7,7 @@ import math
 
 from rich.markup import escape
 
+from ..steer.stats import fmt_ci
 from ._common import console, print_table
 
 
@@ -67,17 +68,13 @@ def headline(result: dict, samples: list[dict] | None = None) -> dict:
     return out
 
 
-def _ci(e: dict) -> str:
-    return f"{e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
-
-
 def print_effects(result: dict) -> None:
     rows = []
     for c in result["cells"]:
         for j in result["judges"]:
             s, k = c[f"steered_{j['name']}"], c[f"control_{j['name']}"]
             ww = "n/a" if math.isnan(s["wrong_way"]) else f"{s['wrong_way']:.0%}"
-            rows.append([str(c["layer"]), f"{c['scale']:g}", j["name"], _ci(s), _ci(k), _ci(c[f"{j['name']}_vs_control"]), ww,
+            rows.append([str(c["layer"]), f"{c['scale']:g}", j["name"], fmt_ci(s), fmt_ci(k), fmt_ci(c[f"{j['name']}_vs_control"]), ww,
                          f"{c.get('steered_kl_neutral', float('nan')):.3f}"])
     print_table("steering effects (steered - unsteered, 95% CI)", ["layer", "scale", "judge", "steered", "random control",
                                                                     "steered - control", "wrong way", "KL neutral"], rows)
@@ -87,10 +84,10 @@ def print_headline(head: dict) -> None:
     verdict = ("[green]excludes zero[/green]" if head["significant"] else "[yellow]includes zero[/yellow]")
     beats = {True: "[green]beats[/green]", False: "[yellow]does not beat[/yellow]", None: "n/a"}[head["beats_control"]]
     console.print(f"\n[bold]best cell[/bold]: layer {head['best_layer']}, scale {head['best_scale']:g}")
-    console.print(f"  {head['judge']}: steered {_ci(head['effect'])} ({verdict}); random control {_ci(head['control'])}; "
-                  f"steered - control {_ci(head['vs_control'])} ({beats} the control)")
+    console.print(f"  {head['judge']}: steered {fmt_ci(head['effect'])} ({verdict}); random control {fmt_ci(head['control'])}; "
+                  f"steered - control {fmt_ci(head['vs_control'])} ({beats} the control)")
     for name, e in head["other_judges"].items():
-        console.print(f"  {name}: steered {_ci(e['steered'])}; random control {_ci(e['control'])}")
+        console.print(f"  {name}: steered {fmt_ci(e['steered'])}; random control {fmt_ci(e['control'])}")
     if head.get("kl_neutral") is not None:
         console.print(f"  neutral text: KL {head['kl_neutral']:.3f} (control {head['control_kl_neutral']:.3f}), "
                       f"perplexity x{head['ppl_ratio_neutral']:.2f}")

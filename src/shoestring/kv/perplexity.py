@@ -18,7 +18,7 @@ def stream_nll(lm, ids: torch.Tensor, policy: Policy, budget: int | None, chunk:
     nll = []
     for start in range(0, ids.shape[1], chunk):
         piece = ids[:, start:start + chunk]
-        logits = s._step(piece).float()  # [1, n, vocab]
+        logits = s.step(piece).float()  # [1, n, vocab]
         targets = ids[:, start + 1:start + 1 + piece.shape[1]].to(logits.device)
         logp = F.log_softmax(logits[:, :targets.shape[1]], -1)
         nll.append(-logp.gather(-1, targets[..., None])[0, :, 0])

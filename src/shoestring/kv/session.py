@@ -71,7 +71,7 @@ class KVSession:
         outs = []
         starts = list(range(0, input_ids.shape[1], self.chunk))
         for start in starts:
-            logits = self._step(input_ids[:, start:start + self.chunk], compress=not query_aware or start == starts[-1])
+            logits = self.step(input_ids[:, start:start + self.chunk], compress=not query_aware or start == starts[-1])
             if return_logits:
                 outs.append(logits)
         return torch.cat(outs, dim=1) if return_logits else None
@@ -88,10 +88,11 @@ class KVSession:
             new.append(nxt)
             if i == max_new_tokens - 1 or (eos_token_id is not None and bool((nxt == eos_token_id).all())):
                 break
-            logits = self._step(nxt)
+            logits = self.step(nxt)
         return torch.cat(new, dim=1)
 
-    def _step(self, ids: torch.Tensor, compress: bool = True) -> torch.Tensor:
+    def step(self, ids: torch.Tensor, compress: bool = True) -> torch.Tensor:
+        """One forward of ``ids [batch, n]`` (no chunking) at the next true positions, then eviction."""
         ids = ids.to(self.lm.device)
         b, n = ids.shape
         held = self.cache.get_seq_length()

@@ -3,6 +3,7 @@ control, side effects, and before/after samples side by side."""
 
 from __future__ import annotations
 
+from ..steer.stats import fmt_ci
 from .page import Page, esc
 from .style import figure, heatmap
 
@@ -45,7 +46,7 @@ def steer_page(result: dict, samples: list[dict], title: str = "Steering experim
     for c in result["cells"]:
         for j in judges:
             s, k = c[f"steered_{j}"], c[f"control_{j}"]
-            rows.append([c["layer"], f"{c['scale']:g}", j, _ci(s), _ci(k), _ci(c[f"{j}_vs_control"]),
+            rows.append([c["layer"], f"{c['scale']:g}", j, fmt_ci(s), fmt_ci(k), fmt_ci(c[f"{j}_vs_control"]),
                          _pct(s["wrong_way"]), {True: "yes", False: "no"}.get(c.get(f"{j}_beats_control"), "n/a"),
                          f"{c.get('steered_kl_neutral', float('nan')):.4f}", f"{c.get('steered_ppl_ratio_neutral', float('nan')):.3f}"])
     sec = page.section("Effects", "Steered - control: the paired difference (same prompt and seed); the steering "
@@ -87,10 +88,6 @@ def _samples_html(result, samples, judges, n) -> str:
     head = (f"<p>Layer {best['layer']}, scale {best['scale']:g}.</p><table class='samples'><tr><th>prompt</th>"
             "<th>unsteered</th><th>steered</th><th>random control</th></tr>")
     return head + "".join(rows) + "</table>"
-
-
-def _ci(e: dict) -> str:
-    return f"{e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
 
 
 def _pct(x: float) -> str:

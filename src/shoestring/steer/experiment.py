@@ -144,8 +144,9 @@ class Spec:
         return texts[: int(p["limit"])] if "limit" in p else texts
 
 
-def build_direction(spec: Spec, lm):
-    """The direction the spec names, fitted on every layer of the sweep."""
+def build_direction(spec: Spec, lm, sae_out: list | None = None):
+    """The direction the spec names, fitted on every layer of the sweep. For an SAE feature the loaded SAE
+    is appended to ``sae_out`` (so that a latent edit does not load it again)."""
     from .direction import Direction
     from .methods import METHODS
 
@@ -156,6 +157,8 @@ def build_direction(spec: Spec, lm):
         return Direction.load(d["path"])
     if method == "sae_feature":
         sae, feature, meta = feature_of(spec, lm)
+        if sae_out is not None:
+            sae_out.append(sae)
         direction = METHODS[method](feature).fit(sae)
         direction.meta.update(meta)
         return direction

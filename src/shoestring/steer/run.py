@@ -64,15 +64,18 @@ class Interventions:
     that is clamped or flipped goes through :class:`~shoestring.steer.feature_edit.FeatureEdit`, its control
     makes the same per-token step along a random vector of the decoder row's norm."""
 
-    def __init__(self, spec: Spec, lm, direction):
+    def __init__(self, spec: Spec, lm, direction, sae=None):
         self.lm, self.direction, self.sw = lm, direction, spec.sweep
         self.mode = self.sw.get("mode", "add")
         self.do_sample = bool(spec.generation.get("do_sample", False))
         self.sae = self.feature = None
+        self._controls: dict[int, object] = {}
         if direction.method == "sae_feature" and self.mode in FEATURE_MODES:
-            from ..sae import load_sae
+            if sae is None:
+                from ..sae import load_sae
 
-            self.sae, self.feature = load_sae(spec.direction["sae"]), int(direction.meta["feature"])
+                sae = load_sae(spec.direction["sae"])
+            self.sae, self.feature = sae, int(direction.meta["feature"])
             sae_layer = direction.layers[0]
             wrong = [L for L in self.sw["layers"] if int(L) != sae_layer]
             if wrong:
@@ -88,13 +91,17 @@ class Interventions:
                 and all(v.ndim == 1 for v in self.direction.vectors.values()))
 
     def control(self, layer: int):
-        """The random direction of equal norm used as the control at ``layer``."""
-        return self.direction.random_like(seed=layer * 1000 + 1)
+        """The control at ``layer`` (made once): a random direction of equal norm, or for a latent edit a
+        random vector of the decoder row's norm."""
+        if layer not in self._controls:
+            self._controls[layer] = (random_row(self.sae, self.feature, seed=layer * 1000 + 1) if self.sae is not None
+                                     else self.direction.random_like(seed=layer * 1000 + 1))
+        return self._controls[layer]
 
     def __call__(self, kind: str, layer: int, scale: float, positions: str | None = None):
         positions = positions or self.sw.get("positions", "all")
         if self.sae is not None:
-            vector = None if kind == "steered" else random_row(self.sae, self.feature, seed=layer * 1000 + 1)
+            vector = None if kind == "steered" else self.control(layer)
             return FeatureEdit(self.lm, self.sae, self.feature, self.mode, scale, positions, vector)
         dirn = self.direction if kind == "steered" else self.control(layer)
         return Steer(self.lm, dirn, scale, layers=(layer,), mode=self.mode, positions=positions,
@@ -172,7 +179,8 @@ def prepare(spec: Spec, lm) -> Interventions:
     """Build the spec's direction and check every intervention of the sweep against the model (prompts,
     layers, widths), so that bad input fails before anything runs or is written."""
     spec.prompt_texts()
-    make = Interventions(spec, lm, build_direction(spec, lm))
+    sae: list = []
+    make = Interventions(spec, lm, build_direction(spec, lm, sae), sae[0] if sae else None)
     for layer in spec.sweep["layers"]:
         make("steered", int(layer), 1.0)
     return make
@@ -199,11 +207,11 @@ def run_experiment(spec: Spec, lm, progress: bool = True, prepared: Intervention
         n_gen = len(seeds) * (len(sw["layers"]) if make.batchable else 1 + 2 * len(cells))
         bar = tqdm(total=n_gen, desc="steering", unit="generate")
 
-    def judge_all(outs, intervention=None):  # judges of the model's own state run under the intervention
+    def judge_all(outs, setting=None):  # judges of the model's own state run under the setting's intervention
         scores = {}
         for name, j, _ in judges:
-            if intervention is not None and j.under_intervention:
-                with intervention:
+            if setting is not None and j.under_intervention:
+                with make(*setting):
                     scores[name] = j(outs, prompts)
             else:
                 scores[name] = j(outs, prompts)
@@ -227,7 +235,7 @@ def run_experiment(spec: Spec, lm, progress: bool = True, prepared: Intervention
             per_judge = {name: ([], []) for name, _, _ in judges}
             for seed in seeds:
                 outs = texts[(kind, layer, scale, seed)]
-                scores = judge_all(outs, make(kind, layer, scale))
+                scores = judge_all(outs, (kind, layer, scale))
                 ref = scored_base[(layer, seed)] if (layer, seed) in scored_base else scored_base[(None, seed)]
                 for name in per_judge:
                     per_judge[name][0].extend(scores[name])

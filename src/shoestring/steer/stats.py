@@ -45,5 +45,10 @@ def effect(steered, base, sign: float = 1.0, n_boot: int = 2000, seed: int = 0) 
             "wrong_way": float(((t * sign) < 0).double().mean()) if sign else float("nan"), "n": len(diffs)}
 
 
+def fmt_ci(e: dict) -> str:
+    """``+0.621 [+0.411, +0.841]``: an effect with its interval, as the CLI and the report print it."""
+    return f"{e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
+
+
 def excludes_zero(e: dict) -> bool:
     return e["n"] > 0 and (e["ci_low"] > 0 or e["ci_high"] < 0)

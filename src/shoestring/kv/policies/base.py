@@ -22,7 +22,9 @@ class Policy:
 
     def score(self, keys: torch.Tensor, values: torch.Tensor, *, positions: torch.Tensor, layer: int,
               info: dict) -> torch.Tensor:
-        """``[batch, kv_heads, T]``: how much each cached token is worth keeping (higher: keep)."""
+        """``[batch, kv_heads, T]``: how much each cached token is worth keeping (higher: keep).
+        ``info`` holds ``step``, ``budget`` (the tokens to keep) and, for ``needs = ("attentions",)``,
+        ``attn`` / ``acc``."""
         raise NotImplementedError
 
     def keep(self, keys: torch.Tensor, values: torch.Tensor, n: int, *, positions: torch.Tensor, layer: int,
@@ -31,5 +33,5 @@ class Policy:
         T = keys.shape[-2]
         if n >= T:
             return torch.arange(T, device=keys.device).expand(*keys.shape[:2], T)
-        s = self.score(keys, values, positions=positions, layer=layer, info=info)
+        s = self.score(keys, values, positions=positions, layer=layer, info={**info, "budget": n})
         return s.topk(n, dim=-1).indices.sort(dim=-1).values

@@ -20,12 +20,8 @@ class H2O(Policy):
     needs: tuple[str, ...] = ("attentions",)
     name = "h2o"
 
-    def keep(self, keys, values, n, *, positions, layer, info) -> torch.Tensor:
-        self._n = n
-        return super().keep(keys, values, n, positions=positions, layer=layer, info=info)
-
     def score(self, keys, values, *, positions, layer, info) -> torch.Tensor:
-        recent = int(self._n * self.recent_fraction)
+        recent = int(info["budget"] * self.recent_fraction)
         newest = positions.float().topk(recent, dim=-1).values[..., -1:] if recent else None  # [b, h, 1]
         s = info["acc"].clone()
         if newest is not None:
