@@ -19,6 +19,7 @@ _ABORT = getattr(click_exc, "Abort", KeyboardInterrupt)
 
 from .demo import demo
 from .generate import generate
+from .kv import kv_app
 from .models import info, models
 from .observe import observe_app
 from .observe_tuned import tuned_lens
@@ -45,6 +46,7 @@ observe_app.command("tuned-lens")(tuned_lens)
 app.add_typer(observe_app, name="observe")
 app.add_typer(sae_app, name="sae")
 app.add_typer(steer_app, name="steer")
+app.add_typer(kv_app, name="kv")
 
 
 def _fail(message: str) -> None:

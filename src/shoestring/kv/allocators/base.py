@@ -14,6 +14,7 @@ from dataclasses import dataclass
 class Allocator:
     name = "base"
     needs: tuple[str, ...] = ()
+    queries: int | None = None  # with needs = ("attentions",): rows of the newest queries read (None: all)
 
     def weights(self, n_layers: int, info: dict) -> list[float]:
         """Relative share of each layer (any positive numbers)."""

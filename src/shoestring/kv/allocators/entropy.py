@@ -27,6 +27,7 @@ def row_entropy(attn: torch.Tensor) -> torch.Tensor:
 class EntropyAllocator(Allocator):
     floor: float = 0.1  # every layer keeps at least this share of the mean (no layer starves)
     needs: tuple[str, ...] = ("attentions",)
+    queries: int | None = 32  # the entropy of the newest 32 queries' rows (all rows cost T^2 per layer)
     name = "entropy"
 
     def weights(self, n_layers, info):

@@ -27,6 +27,12 @@ class Policy:
         ``attn`` / ``acc``."""
         raise NotImplementedError
 
+    def attention_queries(self) -> int | None:
+        """How many of the newest queries' attention rows ``info["attn"]`` must hold (``None``: every query
+        of the step). Policies that read only an observation window say so, and the session computes
+        only those rows."""
+        return None
+
     def keep(self, keys: torch.Tensor, values: torch.Tensor, n: int, *, positions: torch.Tensor, layer: int,
              info: dict) -> torch.Tensor:
         """Indices ``[batch, kv_heads, n]`` (sorted) of the tokens to keep; every head keeps ``n``."""

@@ -15,6 +15,13 @@ from .base import Policy
 
 @dataclass
 class KeyNorm(Policy):
+    """Score = minus the L2 norm of each cached (post-RoPE) key, per key-value head.
+
+    Notes
+    -----
+    The same scores as kvpress 0.5.2 ``KnormPress``.
+    """
+
     name = "key_norm"
 
     def score(self, keys, values, *, positions, layer, info) -> torch.Tensor:

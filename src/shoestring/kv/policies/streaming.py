@@ -14,6 +14,19 @@ from .base import Policy
 
 @dataclass
 class StreamingLLM(Policy):
+    """Keep the ``sinks`` first tokens and the newest ones.
+
+    Parameters
+    ----------
+    sinks : int
+        How many of the first tokens (by true position) are always kept.
+
+    Notes
+    -----
+    kvpress 0.5.2 ``StreamingLLMPress(n_sink=4)`` keeps the same tokens (``StreamingLLM(sinks=4)``); like
+    here, the kept keys keep their original RoPE positions (no re-rotation).
+    """
+
     sinks: int = 4
     name = "streaming"
 

@@ -15,7 +15,10 @@ import torch
 from ...errors import ShoestringError
 
 NEEDLE = " The pass key is {key}. Remember it. {key} is the pass key."
-QUESTION = "\n\nWhat is the pass key? The pass key is"
+QUESTION = " What is the pass key? The pass key is"
+# The original test's filler: the needle is the only new information (Mohtashami & Jaggi 2023). Real prose
+# (a corpus) is the harder variant: SmolLM2-135M with a full cache finds the key in it only now and then.
+STANDARD_FILLER = " ".join(["The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."] * 800)
 
 
 @dataclass
@@ -30,7 +33,7 @@ def passkey_cases(tokenizer, filler: str, lengths: list[int], depths: list[float
     """One case per (length, depth): ``length`` tokens in all, the needle at ``depth`` (0 = start, 1 = end)
     of the filler."""
     rng = random.Random(seed)
-    fill = tokenizer(filler, add_special_tokens=False)["input_ids"]
+    fill = filler_ids(tokenizer, filler)
     q = tokenizer(QUESTION, add_special_tokens=False)["input_ids"]
     cases = []
     for length in lengths:
@@ -51,7 +54,15 @@ def passkey_cases(tokenizer, filler: str, lengths: list[int], depths: list[float
     return cases
 
 
+def filler_ids(tokenizer, filler: str) -> list[int]:
+    return tokenizer(filler, add_special_tokens=False)["input_ids"]
+
+
+def first_number(text: str) -> str | None:
+    m = re.search(r"\d+", text)
+    return m.group(0) if m else None
+
+
 def score_passkey(text: str, key: str) -> float:
     """1 if the first number in the answer is the key."""
-    m = re.search(r"\d+", text)
-    return float(bool(m) and m.group(0) == key)
+    return float(first_number(text) == key)
