@@ -29,6 +29,7 @@ bench:
 	$(BIN)/python bench/tuned_lens.py
 	$(BIN)/python bench/sae.py
 	$(BIN)/python bench/steer.py
+	$(BIN)/python bench/kv.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache

@@ -40,7 +40,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from importlib.metadata import version
 
 import torch
@@ -49,7 +48,7 @@ import transformers as T
 from safetensors.torch import save_file
 from transformers import DynamicCache
 
-from _steer_anchor import load_model  # same loading (and the same RoPE-base fix for transformers 4.x)
+from _steer_anchor import load_model, serve  # same loading (and the same RoPE-base fix for transformers 4.x)
 
 
 def make_press(spec: dict):
@@ -154,26 +153,8 @@ def main() -> None:
                 "threads": torch.get_num_threads(), "attn_implementation": getattr(model.config, "_attn_implementation", None),
                 "load_fixes": fixes, "pid": os.getpid()}
 
-    proto.write(json.dumps({"ready": True}) + "\n")
-    for line in sys.stdin:
-        req = json.loads(line)
-        try:
-            if req["op"] == "quit":
-                proto.write(json.dumps({"bye": True}) + "\n")
-                break
-            if req["op"] == "nll":
-                rep = nll(req["press"], int(req["context"]), req["path"])
-            elif req["op"] == "time":
-                rep = timed(req["press"])
-            elif req["op"] == "info":
-                rep = info()
-            else:
-                raise ValueError(f"unknown op {req['op']!r}")
-        except Exception as e:  # noqa: BLE001 - reported to the caller, which records it
-            traceback.print_exc()
-            rep = {"error": f"{type(e).__name__}: {e}"[:400]}
-        proto.write(json.dumps(rep) + "\n")
-
+    serve(proto, {"nll": lambda req: nll(req["press"], int(req["context"]), req["path"]),
+                  "time": lambda req: timed(req["press"]), "info": lambda req: info()})
 
 if __name__ == "__main__":
     main()

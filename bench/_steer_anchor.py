@@ -64,6 +64,25 @@ def load_model(folder: str):
     return model, fixes
 
 
+def serve(proto, ops: dict) -> None:
+    """The anchor protocol: one JSON request per stdin line (``{"op": ...}``), one JSON reply per line on
+    ``proto``; ``ops[name](request) -> reply``; an exception becomes ``{"error": ...}``; ``quit`` ends it."""
+    proto.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            if req["op"] == "quit":
+                proto.write(json.dumps({"bye": True}) + "\n")
+                break
+            if req["op"] not in ops:
+                raise ValueError(f"unknown op {req['op']!r}")
+            rep = ops[req["op"]](req)
+        except Exception as e:  # noqa: BLE001 - reported to the caller, which records it
+            traceback.print_exc()
+            rep = {"error": f"{type(e).__name__}: {e}"[:400]}
+        proto.write(json.dumps(rep) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--anchor", required=True, choices=["repeng", "steering-vectors"])
@@ -142,28 +161,15 @@ def main() -> None:
                 "pid": os.getpid()}
 
     timed = {"plain": plain, "steered": steered, "sweep": sweep}
-    proto.write(json.dumps({"ready": True}) + "\n")
-    for line in sys.stdin:
-        req = json.loads(line)
-        try:
-            if req["op"] == "quit":
-                proto.write(json.dumps({"bye": True}) + "\n")
-                break
-            if req["op"] == "time":
-                t0 = time.perf_counter()
-                out = timed[req["what"]]()
-                rep = {"s": time.perf_counter() - t0}
-                check(out)
-            elif req["op"] == "outputs":
-                rep = outputs(req["path"])
-            elif req["op"] == "info":
-                rep = info()
-            else:
-                raise ValueError(f"unknown op {req['op']!r}")
-        except Exception as e:  # noqa: BLE001 - reported to the caller, which records it
-            traceback.print_exc()
-            rep = {"error": f"{type(e).__name__}: {e}"[:400]}
-        proto.write(json.dumps(rep) + "\n")
+
+    def time_op(req):
+        t0 = time.perf_counter()
+        out = timed[req["what"]]()
+        rep = {"s": time.perf_counter() - t0}
+        check(out)
+        return rep
+
+    serve(proto, {"time": time_op, "outputs": lambda req: outputs(req["path"]), "info": lambda req: info()})
 
 
 if __name__ == "__main__":

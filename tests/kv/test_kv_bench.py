@@ -93,3 +93,16 @@ def test_cli_bad_input_exits_2_before_anything_runs(capsys, model_dir, tmp_path,
                        "--lengths", "300", "--ppl-length", "300")
     one_line(code, err, "needs attention weights")
     assert not out.exists() or not any(out.iterdir())  # nothing was written
+
+
+def test_cli_bench_writes_a_run_with_a_report(capsys, model_dir, tmp_path):
+    out = tmp_path / "runs"
+    argv = ["kv", "bench", "--model", model_dir, "--out", out, "--policies", "streaming,h2o+pyramid", "--budgets", "0.5",
+            "--tasks", "passkey,recall", "--lengths", "160", "--depths", "0.5", "--chunk", "32", "--corpus", "stdlib-prose"]
+    code, stdout, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert "3 cells (0 already done)" in stdout and "h2o+pyramid @ 0.5: done" in stdout
+    report = stdout.strip().splitlines()[-1].removeprefix("report: ")
+    assert report.endswith("report.html") and "Quality vs budget" in open(report).read()
+    code, stdout, _ = cli(capsys, *argv)  # the same command again: every cell is found done
+    assert code == 0 and "3 cells (3 already done)" in stdout

@@ -47,7 +47,7 @@ def bench(
     policies: str = typer.Option(None, "--policies", help="comma-separated (default: every policy and preset)"),
     budgets: str = typer.Option("0.5,0.25,0.125", "--budgets", help="fractions of each context, in (0, 1]"),
     budget_tokens: str = typer.Option("", "--budget-tokens", help="token budgets per layer, e.g. 256,512"),
-    tasks: str = typer.Option("perplexity,passkey", "--tasks", help="perplexity, passkey, multikey, longbench, ruler"),
+    tasks: str = typer.Option("perplexity,passkey", "--tasks", help="perplexity, passkey, multikey, recall, longbench, ruler"),
     lengths: str = typer.Option("2048", "--lengths", help="retrieval context lengths (tokens)"),
     depths: str = typer.Option("0.1,0.3,0.5,0.7,0.9", "--depths", help="needle depths (0 = start, 1 = end)"),
     ppl_length: int = typer.Option(4096, "--ppl-length", help="tokens per perplexity text"),
@@ -59,10 +59,13 @@ def bench(
     quant: int = typer.Option(None, "--quant", help="also quantise the kept cache to 8 or 4 bits"),
     passkey_filler: str = typer.Option("standard", "--passkey-filler", help="standard (repeated sentences, the "
                                        "original test) or prose (the corpus: harder)"),
+    corpus: str = typer.Option("austen", "--corpus", help="prose for perplexity, multikey and recall (any corpus spec: "
+                               "austen, bible-kjv, a local folder or file such as PG-19)"),
     seed: int = typer.Option(0, "--seed"),
     longbench: str = typer.Option(None, "--longbench", help="a local LongBench <task>.jsonl"),
     ruler: str = typer.Option(None, "--ruler", help="a local RULER validation.jsonl"),
     limit: int = typer.Option(None, "--limit", help="at most this many LongBench / RULER rows"),
+    executor: str = typer.Option("local", "--executor", help="local (one process per cell) or ray"),
     out: str = OutOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -76,10 +79,12 @@ def bench(
     config = {"model": model, "budgets": _floats(budgets, "--budgets"), "budget_token_list": _ints(budget_tokens, "--budget-tokens"),
               "tasks": [t.strip() for t in tasks.split(",") if t.strip()], "lengths": _ints(lengths, "--lengths"),
               "depths": _floats(depths, "--depths"), "ppl_length": ppl_length, "ppl_texts": ppl_texts, "chunk": chunk,
-              "window": window, "query_aware": query_aware, "quant": quant, "seed": seed, "passkey_filler": passkey_filler, "longbench": longbench,
+              "window": window, "query_aware": query_aware, "quant": quant, "seed": seed, "passkey_filler": passkey_filler, "corpus": corpus, "longbench": longbench,
               "ruler": ruler, "limit": limit}
     if policies:
         config["policies"] = [p.strip() for p in policies.split(",") if p.strip()]
+    if executor not in ("local", "ray"):
+        raise ShoestringError(f"unknown executor '{executor}'", "use --executor local or --executor ray")
     if quant is not None and quant not in (4, 8):
         raise ShoestringError(f"--quant {quant} is not a supported width", "use --quant 8 or --quant 4")
     c = check_config(config)  # names, fractions, tasks: before the model loads
@@ -99,12 +104,13 @@ def bench(
         n["done"] += 1
         if not json_out:
             p = row["config"]
-            b = "full" if p["policy"] == "full" else (f"{p['budget_tokens']} tok" if p["budget_tokens"] else f"{p['budget']:g}")
+            b = "full" if p["policy"] == "full" else (f"{p['budget_tokens']} tok" if p.get("budget_tokens")
+                                                       else f"{p.get('budget', 1.0):g}")
             took = row["metrics"].get("cost", {}).get("prefill_s")
             console.print(f"  [{n['done']}] {p['policy']} @ {b}: {row['status']}" + (f" ({row['error']})" if row["error"] else "")
                           + (f", prefill {took:.1f} s" if took else ""), highlight=False, markup=False)
 
-    result = kv_bench(c, root=out, on_start=started, on_result=ended)
+    result = kv_bench(c, root=out, executor=executor, on_start=started, on_result=ended)
     head = headline(result)
     page = kv_page(result, title="KV-cache compression", meta={"model": model, "mode": result["mode"]})
     report = write_run("kv-bench", {k: v for k, v in c.items()}, result, metrics=head, page=page, out=out)

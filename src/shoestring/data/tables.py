@@ -19,22 +19,28 @@ def _as_text(value) -> str:
     return "" if value is None else value if isinstance(value, str) else str(value)
 
 
-def jsonl(path: Path, column: str) -> Iterator[tuple[str, str]]:
-    """Rows of a JSON-lines file (``path:lineno``); blank lines and empty texts are skipped."""
+def json_lines(path) -> Iterator[tuple[int, object]]:
+    """``(lineno, object)`` for each non-blank line of a JSON-lines file; a bad line is one clear error."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ShoestringError(f"{path}:{lineno} is not valid JSON ({e.msg})",
                                       "fix that line; JSONL needs one JSON object per line") from None
-            if not isinstance(row, dict) or column not in row:
-                raise missing_column(f"{path}:{lineno}", column, row.keys() if isinstance(row, dict) else [])
-            text = _as_text(row[column])
-            if text.strip():
-                yield f"{path}:{lineno}", text
+            yield lineno, obj
+
+
+def jsonl(path: Path, column: str) -> Iterator[tuple[str, str]]:
+    """Rows of a JSON-lines file (``path:lineno``); blank lines and empty texts are skipped."""
+    for lineno, row in json_lines(path):
+        if not isinstance(row, dict) or column not in row:
+            raise missing_column(f"{path}:{lineno}", column, row.keys() if isinstance(row, dict) else [])
+        text = _as_text(row[column])
+        if text.strip():
+            yield f"{path}:{lineno}", text
 
 
 def csv_rows(path: Path, column: str) -> Iterator[tuple[str, str]]:

@@ -86,7 +86,8 @@ def kv_bench(config: dict, root=None, executor: str = "local", max_context: int 
 
 
 def _budget_key(r: dict):
-    return None if r["params"]["policy"] == "full" else (r["params"]["budget_tokens"] or r["params"]["budget"])
+    p = r["params"]
+    return None if p["policy"] == "full" else (p.get("budget_tokens") or p.get("budget"))
 
 
 def gather(c: dict, rows: list[dict], root=None) -> dict:

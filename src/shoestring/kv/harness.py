@@ -9,7 +9,7 @@ Tasks (all scored the same way for every policy; prompts fixed by ``seed``):
   plus the NLL along the text in buckets (the curve that shows a window collapse and sinks hold);
 - ``passkey``: the original test (a key in repeated filler sentences; ``passkey_filler = "prose"`` hides it
   in the corpus instead), ``multikey``: several keys in offline prose, one asked for; lengths x depths,
-  greedy answers;
+  greedy answers; ``recall``: extractive QA from the same prose (continue a quoted sentence, token F1);
 - ``longbench``, ``ruler``: the user's local files (see :mod:`shoestring.kv.tasks.local`).
 
 Budgets are fractions of each prompt's length (``budget``) or token counts (``budget_tokens``).
@@ -29,6 +29,7 @@ from .presets import make_policy
 from .session import KVSession
 
 TASKS = {"perplexity": (False, "perplexity"), "passkey": (True, "accuracy"), "multikey": (True, "accuracy"),
+         "recall": (True, "F1"),
          "longbench": (True, "F1"), "ruler": (True, "match")}
 DEFAULTS = {"model": None, "policy": "full", "budget": 1.0, "budget_tokens": None, "tasks": ["perplexity", "passkey"],
             "lengths": [2048], "depths": [0.1, 0.3, 0.5, 0.7, 0.9], "seed": 0, "chunk": 128, "query_aware": False,
@@ -104,7 +105,7 @@ def _generate_rows(lm, config: dict, task: str, cases, score) -> list[dict]:
         out = s.generate(c.ids, int(config["new_tokens"]), lm.tokenizer.eos_token_id, query_aware=config["query_aware"])
         text = lm.tokenizer.decode(out[0], skip_special_tokens=True)
         expected = getattr(c, "key", None) or " | ".join(getattr(c, "answers", []))
-        rows.append({"task": task, "length": int(c.ids.shape[1]), "depth": getattr(c, "depth", None), "case": i,
+        rows.append({"task": task, "length": int(c.length), "depth": getattr(c, "depth", None), "case": i,
                      "score": float(score(text, c)), "answer": text, "expected": expected})
     return rows
 
@@ -119,6 +120,11 @@ def run_retrieval(lm, config: dict, task: str) -> list[dict]:
         cases = multikey_cases(lm.tokenizer, _filler(config, task), config["lengths"], config["depths"], keys=config["keys"],
                                seed=config["seed"])
         return _generate_rows(lm, config, task, cases, lambda t, c: score_multikey(t, c.key))
+    if task == "recall":
+        from .tasks import recall_cases, score_recall
+
+        cases = recall_cases(lm.tokenizer, _filler(config, task), config["lengths"], config["depths"], seed=config["seed"])
+        return _generate_rows(lm, config, task, cases, score_recall)
     loader = {"longbench": load_longbench, "ruler": load_ruler}[task]
     if not config.get(task):
         raise ShoestringError(f"task '{task}' needs a local file", f"give --{task} PATH.jsonl")
@@ -155,6 +161,7 @@ def run_cell(config: dict, run) -> dict:
     torch.set_num_threads(int(threads) if threads else (os.cpu_count() or 1))
     config = {**DEFAULTS, **config}
     lm = load(config["model"]) if config["model"] else load()
+    cost = measure_cost(lm, config, max(config["lengths"]))  # first: the process's memory is fresh
     rows, curves = [], []
     for task in config["tasks"]:
         if task == "perplexity":
@@ -162,7 +169,6 @@ def run_cell(config: dict, run) -> dict:
         else:
             got = run_retrieval(lm, config, task)
         rows += got
-    cost = measure_cost(lm, config, max(config["lengths"]))
     for r in rows:
         r.update(policy=config["policy"], budget=float(config["budget"]) if not config["budget_tokens"] else None,
                  budget_tokens=budget_tokens(config, r["length"]), seed=config["seed"])

@@ -71,8 +71,7 @@ class KVSession:
 
     def cache_tokens(self) -> list[int]:
         """Tokens each layer's cache holds now."""
-        return [int(layer.keys.shape[-2]) if getattr(layer, "keys", None) is not None and layer.keys.numel() else 0
-                for layer in self.cache.layers]
+        return [int(layer.get_seq_length()) for layer in self.cache.layers]
 
     def cache_bytes(self) -> int:
         """Bytes the cache really holds now, over all layers (see :func:`~shoestring.kv.measure.layer_bytes`)."""
@@ -126,16 +125,17 @@ class KVSession:
             kwargs["logits_to_keep"] = 1
         pats: dict[int, torch.Tensor] = {}
         uneven = self.budgets is not None and len(set(self.budgets)) > 1
-        if self.attn or uneven:  # per-layer masks, and the attention rows the policy reads
-            rows = {i: self.rows for i in range(len(self.cache.layers))} if self.attn else None
+        read = self.attn and (compress or self.policy.accumulates)  # rows only where they will be read
+        if read or uneven:  # per-layer masks, and the attention rows the policy reads
+            rows = {i: self.rows for i in range(len(self.cache.layers))} if read else None
             with session_attention(self.impl, rows, pats):
                 out = self.lm.model(**kwargs)
         else:
             out = self.lm.model(**kwargs)
         self.seen += n
-        self.peak_tokens = max(self.peak_tokens, self.cache.get_seq_length())  # before eviction: the true peak
+        self.peak_tokens = max(self.peak_tokens, *self.cache_tokens())  # before eviction: the true peak
         self._track(pos, b)
-        if self.attn:
+        if read:
             self._attend(pats)
         if compress:
             self._compress()
@@ -194,6 +194,9 @@ class KVSession:
             else:
                 layer.keys = layer.keys.gather(2, idx[..., None].expand(-1, -1, -1, layer.keys.shape[-1]))
                 layer.values = layer.values.gather(2, idx[..., None].expand(-1, -1, -1, layer.values.shape[-1]))
+            if layer.get_seq_length() != self.budgets[i]:  # no silent no-op: the cache has the size the budget says
+                raise ShoestringError(f"layer {i} holds {layer.get_seq_length()} tokens after eviction to {self.budgets[i]}",
+                                      "report this as a bug (the cache layer ignored the eviction)")
             self.positions[i] = self.positions[i].gather(2, idx)
             if self.attn:
                 self.acc[i] = self.acc[i].gather(2, idx)

@@ -12,7 +12,6 @@ matched pairs; ``tense`` holds 130 sentences, 65 present (label 0) and 65 past (
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,14 +73,9 @@ def check_labels(labels, task: str = "classification", what: str = "labels") -> 
 
 def _rows(path: Path) -> list[dict]:
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ShoestringError(f"{path}:{i} is not valid JSON ({e.msg})", "write one JSON object per line")
-        return rows
+        from ..data.tables import json_lines
+
+        return [row for _, row in json_lines(path)]
     if path.suffix.lower() in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))

@@ -18,6 +18,7 @@ import torch
 @dataclass
 class Policy:
     name = "base"
+    accumulates = False  # True: reads attention summed over every step (H2O), so every step computes rows
     needs: tuple[str, ...] = ()  # e.g. ("attentions",)
 
     def score(self, keys: torch.Tensor, values: torch.Tensor, *, positions: torch.Tensor, layer: int,

@@ -19,6 +19,7 @@ class H2O(Policy):
     recent_fraction: float = 0.5
     needs: tuple[str, ...] = ("attentions",)
     name = "h2o"
+    accumulates = True
 
     def score(self, keys, values, *, positions, layer, info) -> torch.Tensor:
         recent = int(info["budget"] * self.recent_fraction)

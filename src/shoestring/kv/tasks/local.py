@@ -9,7 +9,6 @@ benchmark's released format, turned into prompts and scored with each benchmark'
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -31,17 +30,12 @@ class TextCase:
 
 
 def _rows(path) -> list[dict]:
+    from ...data.tables import json_lines
+
     path = Path(path)
     if not path.is_file():
         raise ShoestringError(f"no such file: {path}", "give the path of a local .jsonl file of the benchmark")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ShoestringError(f"{path}:{n} is not JSON ({e.msg})", "give a JSON-lines file, one object per line")
-    return rows
+    return [row for _, row in json_lines(path)]
 
 
 def _need(row: dict, keys: tuple[str, ...], path, n: int) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ShoestringError
-from .passkey import filler_ids, first_number
+from .passkey import check_depth, filler_ids, first_number
 
 NEEDLE = " The special magic number for {word} is {num}."
 QUESTION = "\n\nWhat is the special magic number for {word} mentioned in the text above? The special magic number for {word} is"
@@ -40,8 +40,7 @@ def multikey_cases(tokenizer, filler: str, lengths: list[int], depths: list[floa
     cases = []
     for length in lengths:
         for depth in depths:
-            if not 0.0 <= depth <= 1.0:
-                raise ShoestringError(f"depth {depth} is outside 0..1", "give depths as fractions, e.g. 0, 0.5, 1")
+            check_depth(depth)
             words = rng.sample(WORDS, keys)
             nums = [str(rng.randint(1_000_000, 9_999_999)) for _ in words]
             needles = [tokenizer(NEEDLE.format(word=w, num=n), add_special_tokens=False)["input_ids"]

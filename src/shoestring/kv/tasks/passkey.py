@@ -38,8 +38,7 @@ def passkey_cases(tokenizer, filler: str, lengths: list[int], depths: list[float
     cases = []
     for length in lengths:
         for depth in depths:
-            if not 0.0 <= depth <= 1.0:
-                raise ShoestringError(f"depth {depth} is outside 0..1", "give depths as fractions, e.g. 0, 0.5, 1")
+            check_depth(depth)
             key = str(rng.randint(10_000, 99_999))
             needle = tokenizer(NEEDLE.format(key=key), add_special_tokens=False)["input_ids"]
             n_fill = length - len(needle) - len(q)
@@ -52,6 +51,11 @@ def passkey_cases(tokenizer, filler: str, lengths: list[int], depths: list[float
             ids = body[:cut] + needle + body[cut:] + q
             cases.append(PasskeyCase(torch.tensor([ids]), key, length, depth))
     return cases
+
+
+def check_depth(depth: float) -> None:
+    if not 0.0 <= depth <= 1.0:
+        raise ShoestringError(f"depth {depth} is outside 0..1", "give depths as fractions, e.g. 0, 0.5, 1")
 
 
 def filler_ids(tokenizer, filler: str) -> list[int]:
