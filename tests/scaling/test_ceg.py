@@ -51,3 +51,15 @@ def test_bad_curves_are_one_clear_error():
         fit_power_laws([([1.0, 2.0], [3.0, 2.0])])
     with pytest.raises(ShoestringError, match="positive"):
         fit_power_laws([([1.0, 2.0, -3.0], [3.0, 2.0, 1.0])])
+
+
+def test_bootstrap_interval_over_seeds_covers_the_truth():
+    from shoestring.scaling import bootstrap_ceg
+
+    runs = [curves(2.0, seed, noise=0.01) for seed in range(4)]
+    C = runs[0][0]
+    got = bootstrap_ceg(C, [r[1] for r in runs], [r[2] for r in runs], at=C[3:6], n_boot=60)
+    assert (got["low"] <= 2.0).all() and (got["high"] >= 2.0).all()
+    assert (got["high"] - got["low"] > 0).all() and (got["low"] > 1.2).all()  # an interval, and it excludes 1
+    with pytest.raises(ShoestringError, match="at least 2 seeds"):
+        bootstrap_ceg(C, [runs[0][1]], [runs[0][2]], at=C[3:6])

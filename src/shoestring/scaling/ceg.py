@@ -42,7 +42,7 @@ def _huber(r: np.ndarray, delta: float) -> float:
     return float(np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta)).sum())
 
 
-def _fit_given_E(E: float, curves) -> tuple[list[PowerLaw], float, float]:
+def _fit_given_E(E: float, curves) -> tuple[list[PowerLaw], float]:
     laws, loss = [], 0.0
     for C, L in curves:
         x, y = np.log(C), np.log(L - E)
@@ -50,7 +50,7 @@ def _fit_given_E(E: float, curves) -> tuple[list[PowerLaw], float, float]:
         law = PowerLaw(E, float(np.exp(intercept)), float(-slope))
         laws.append(law)
         loss += _huber(np.log(L) - np.log(law.loss(C)), 1e-3)
-    return laws, loss, 0.0
+    return laws, loss
 
 
 def fit_power_laws(curves: list[tuple], grid: int = 400) -> list[PowerLaw]:
@@ -104,3 +104,29 @@ def readoff_ceg(base_C, base_L, var_C, var_L) -> float:
             logc = np.log(var_C[i - 1]) + t * (np.log(var_C[i]) - np.log(var_C[i - 1]))
             return c_final / float(np.exp(logc))
     return float("nan")
+
+
+def bootstrap_ceg(C, base_runs, variant_runs, at, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> dict:
+    """``CEG`` at compute ``at`` with a percentile interval over seeds.
+
+    ``base_runs`` / ``variant_runs``: ``[seeds, len(C)]`` losses (one row per seed, the same compute points).
+    Each bootstrap draw resamples the seeds of both arms with replacement, averages their curves, fits
+    them with a shared ``E`` and evaluates ``CEG(at)``. Returns ``{"ceg", "low", "high", "slope"}`` (arrays
+    over ``at`` for ``ceg``/``low``/``high``), the point estimate from all seeds."""
+    base_runs, variant_runs = np.atleast_2d(np.asarray(base_runs, float)), np.atleast_2d(np.asarray(variant_runs, float))
+    if len(base_runs) < 2 or len(variant_runs) < 2:
+        raise ShoestringError("an interval over seeds needs at least 2 seeds per arm", "train more seeds")
+    at = np.asarray(at, dtype=float)
+    b, v = fit_power_laws([(C, base_runs.mean(0)), (C, variant_runs.mean(0))])
+    point = ceg_curve(b, v, at)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        bb = base_runs[rng.integers(0, len(base_runs), len(base_runs))].mean(0)
+        vv = variant_runs[rng.integers(0, len(variant_runs), len(variant_runs))].mean(0)
+        fb, fv = fit_power_laws([(C, bb), (C, vv)], grid=100)
+        draws.append(ceg_curve(fb, fv, at))
+    draws = np.array(draws)
+    tail = (1 - level) / 2 * 100
+    return {"ceg": point, "low": np.nanpercentile(draws, tail, axis=0), "high": np.nanpercentile(draws, 100 - tail, axis=0),
+            "slope": log_slope(at, point) if len(at) > 1 else None}
