@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import sys
 import time
 from importlib.metadata import version
 
@@ -48,7 +46,7 @@ import transformers as T
 from safetensors.torch import save_file
 from transformers import DynamicCache
 
-from _steer_anchor import load_model, serve  # same loading (and the same RoPE-base fix for transformers 4.x)
+from _steer_anchor import serve, start  # same loading (and the same RoPE-base fix for transformers 4.x)
 
 
 def make_press(spec: dict):
@@ -87,15 +85,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--job", required=True)
     a = ap.parse_args()
-    proto = os.fdopen(os.dup(1), "w", buffering=1)  # replies only; stray prints of the libraries go to stderr
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    proto, job, model, fixes = start(a.job)
 
     from kvpress import KVPressTextGenerationPipeline
 
-    job = json.loads(open(a.job).read())
-    torch.set_num_threads(int(job["threads"]))
-    model, fixes = load_model(job["model"])
     # transformers 4.x cannot read the tokenizer_config that transformers 5 writes; tokenizer.json is enough
     # for the pipeline (it only decodes the answer: every input here is token ids)
     tok = T.PreTrainedTokenizerFast(tokenizer_file=os.path.join(job["model"], "tokenizer.json"))

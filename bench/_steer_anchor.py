@@ -64,6 +64,19 @@ def load_model(folder: str):
     return model, fixes
 
 
+def start(job_path: str):
+    """An anchor process's start: replies go to a private copy of stdout (stray prints of the libraries go
+    to stderr), the job is read, torch gets its threads and the model is loaded.
+    Returns ``(proto, job, model, load_fixes)``."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    job = json.loads(open(job_path).read())
+    torch.set_num_threads(int(job["threads"]))
+    model, fixes = load_model(job["model"])
+    return proto, job, model, fixes
+
+
 def serve(proto, ops: dict) -> None:
     """The anchor protocol: one JSON request per stdin line (``{"op": ...}``), one JSON reply per line on
     ``proto``; ``ops[name](request) -> reply``; an exception becomes ``{"error": ...}``; ``quit`` ends it."""
@@ -88,13 +101,7 @@ def main() -> None:
     ap.add_argument("--anchor", required=True, choices=["repeng", "steering-vectors"])
     ap.add_argument("--job", required=True)
     a = ap.parse_args()
-    proto = os.fdopen(os.dup(1), "w", buffering=1)  # replies only; stray prints of the libraries go to stderr
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    job = json.loads(open(a.job).read())
-    torch.set_num_threads(int(job["threads"]))
-    model, fixes = load_model(job["model"])
+    proto, job, model, fixes = start(a.job)
     enc = {k: torch.tensor(job[k]) for k in ("input_ids", "attention_mask")}
     prompt_len = enc["input_ids"].shape[1]
     n, layer, scale = int(job["max_new_tokens"]), int(job["layer"]), float(job["scale"])
