@@ -30,6 +30,7 @@ bench:
 	$(BIN)/python bench/sae.py
 	$(BIN)/python bench/steer.py
 	$(BIN)/python bench/kv.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache

@@ -20,6 +20,7 @@ _ABORT = getattr(click_exc, "Abort", KeyboardInterrupt)
 from .demo import demo
 from .generate import generate
 from .kv import kv_app
+from .scaling import scaling_app
 from .models import info, models
 from .observe import observe_app
 from .observe_tuned import tuned_lens
@@ -47,6 +48,7 @@ app.add_typer(observe_app, name="observe")
 app.add_typer(sae_app, name="sae")
 app.add_typer(steer_app, name="steer")
 app.add_typer(kv_app, name="kv")
+app.add_typer(scaling_app, name="scaling")
 
 
 def _fail(message: str) -> None:

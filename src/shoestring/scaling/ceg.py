@@ -106,27 +106,39 @@ def readoff_ceg(base_C, base_L, var_C, var_L) -> float:
     return float("nan")
 
 
-def bootstrap_ceg(C, base_runs, variant_runs, at, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> dict:
+def bootstrap_ceg(C, base_runs, variant_runs, at, n_boot: int = 200, seed: int = 0, level: float = 0.95,
+                  C_variant=None) -> dict:
     """``CEG`` at compute ``at`` with a percentile interval over seeds.
 
-    ``base_runs`` / ``variant_runs``: ``[seeds, len(C)]`` losses (one row per seed, the same compute points).
-    Each bootstrap draw resamples the seeds of both arms with replacement, averages their curves, fits
-    them with a shared ``E`` and evaluates ``CEG(at)``. Returns ``{"ceg", "low", "high", "slope"}`` (arrays
-    over ``at`` for ``ceg``/``low``/``high``), the point estimate from all seeds."""
+    ``base_runs`` / ``variant_runs``: ``[seeds, len(C)]`` losses (one row per seed, the same compute points;
+    ``C_variant`` when the variant's points sit at other compute values). Each bootstrap draw resamples the
+    seeds of both arms with replacement, averages their curves, fits them with a shared ``E`` and evaluates
+    ``CEG(at)``. Returns ``{"ceg", "low", "high"}`` (arrays over ``at``), ``"slope"`` of log CEG against
+    log C with ``"slope_low"`` / ``"slope_high"``, the point estimates from all seeds."""
     base_runs, variant_runs = np.atleast_2d(np.asarray(base_runs, float)), np.atleast_2d(np.asarray(variant_runs, float))
     if len(base_runs) < 2 or len(variant_runs) < 2:
         raise ShoestringError("an interval over seeds needs at least 2 seeds per arm", "train more seeds")
+    C = np.asarray(C, dtype=float)
+    Cv = C if C_variant is None else np.asarray(C_variant, dtype=float)
     at = np.asarray(at, dtype=float)
-    b, v = fit_power_laws([(C, base_runs.mean(0)), (C, variant_runs.mean(0))])
+    b, v = fit_power_laws([(C, base_runs.mean(0)), (Cv, variant_runs.mean(0))])
     point = ceg_curve(b, v, at)
     rng = np.random.default_rng(seed)
-    draws = []
+    draws, slopes = [], []
     for _ in range(n_boot):
         bb = base_runs[rng.integers(0, len(base_runs), len(base_runs))].mean(0)
         vv = variant_runs[rng.integers(0, len(variant_runs), len(variant_runs))].mean(0)
-        fb, fv = fit_power_laws([(C, bb), (C, vv)], grid=100)
+        fb, fv = fit_power_laws([(C, bb), (Cv, vv)], grid=100)
         draws.append(ceg_curve(fb, fv, at))
+        ok = np.isfinite(draws[-1]) & (draws[-1] > 0)
+        if len(at) > 1 and ok.sum() > 1:
+            slopes.append(log_slope(at, draws[-1]))
     draws = np.array(draws)
     tail = (1 - level) / 2 * 100
+    many = len(at) > 1 and bool(slopes)
+    ok = np.isfinite(point) & (point > 0)
     return {"ceg": point, "low": np.nanpercentile(draws, tail, axis=0), "high": np.nanpercentile(draws, 100 - tail, axis=0),
-            "slope": log_slope(at, point) if len(at) > 1 else None}
+            "slope": log_slope(at, point) if len(at) > 1 and ok.sum() > 1 else None,
+            "slope_low": float(np.percentile(slopes, tail)) if many else None,
+            "slope_high": float(np.percentile(slopes, 100 - tail)) if many else None,
+            "fits": (b, v)}
