@@ -10,8 +10,10 @@ all three, multi-query; 4 budgets doubling; 3 seeds; a 4-layer, 128-wide GPT on 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..errors import ShoestringError
+from ..runs.rundir import RunDir, default_root
 from ..runs.sweep import Spec, run_sweep
 from .config import GPTConfig, PRESETS, preset
 from .flops import train_flops_per_token
@@ -119,9 +121,6 @@ def scaling_grid(config: dict, root=None, executor: str = "local", max_parallel:
     if failed:
         raise ShoestringError(f"{len(failed)} of {len(rows)} cells failed, e.g. {failed[0]['params']}: {failed[0]['error']}",
                               "fix the cause and run the same command again: finished cells are kept")
-    from ..runs.rundir import RunDir, default_root
-    from pathlib import Path
-
     points = []
     for r in rows:
         curve = RunDir(Path(root or default_root()) / r["id"]).load_artifact("curve")["curve"]

@@ -1,0 +1,147 @@
+"""Pruning surgery on tiny Llama-layout models: the sliced model computes exactly what the original computes with
+the same structures zeroed, it saves and reloads in plain transformers with identical logits, and bad plans are
+one clear line."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import transformers as T
+
+from shoestring.errors import ShoestringError
+from shoestring.prune import CRITERIA, PruningPlan, apply_plan, model_shape, n_params, plan_from_scores
+from shoestring.prune.surgery import group_rows
+from tiny_models import make_model, random_ids
+
+
+@pytest.fixture(params=["llama", "qwen2", "gemma"])
+def model(request):
+    return make_model(request.param).eval()
+
+
+def zeroed(model, plan):
+    """The original model with the pruned structures' contributions zeroed (o columns, down columns)."""
+    z = copy.deepcopy(model)
+    c = z.config
+    G = c.num_key_value_heads
+    d = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    r = c.num_attention_heads // G
+    with torch.no_grad():
+        for i, b in enumerate(z.model.layers):
+            if i in plan.kv_groups:
+                gone = [g for g in range(G) if g not in plan.kv_groups[i]]
+                b.self_attn.o_proj.weight[:, group_rows(gone, d, r)] = 0
+            if i in plan.channels:
+                gone = [j for j in range(c.intermediate_size) if j not in plan.channels[i]]
+                b.mlp.down_proj.weight[:, gone] = 0
+    return z
+
+
+def test_sliced_model_equals_the_zeroed_original(model):
+    plan = PruningPlan(model_shape(model.config), kv_groups={0: [1], 1: [0]}, channels={0: list(range(0, 64, 2)),
+                                                                                        1: list(range(32))})
+    ids = random_ids()
+    want = zeroed(model, plan)(input_ids=ids).logits
+    before = n_params(model)
+    pruned = apply_plan(model, plan)
+    got = pruned(input_ids=ids).logits
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert n_params(pruned) < before
+    assert pruned.model.layers[0].mlp.gate_proj.weight.shape[0] == 32
+    assert pruned.config.num_key_value_heads == 1 and pruned.config.intermediate_size == 32
+
+
+def test_uniform_prune_saves_and_reloads_in_plain_transformers(model, tmp_path):
+    scores = CRITERIA["wanda"]().score(model, [random_ids(2, 16)])
+    plan = plan_from_scores(model, scores, head_ratio=0.5, channel_ratio=0.25)
+    assert plan.is_uniform()
+    pruned = apply_plan(model, plan)
+    pruned.save_pretrained(tmp_path / "pruned")
+    again = T.AutoModelForCausalLM.from_pretrained(tmp_path / "pruned").eval()
+    ids = random_ids(2, 9)
+    assert torch.equal(again(input_ids=ids).logits, pruned(input_ids=ids).logits)
+    assert n_params(again) == n_params(pruned)
+    out = again.generate(ids, max_new_tokens=4, do_sample=False)  # the KV cache works on the smaller shapes
+    assert out.shape == (2, 13)
+
+
+def test_dropping_a_layer_renumbers_the_cache(tmp_path):
+    model = make_model("llama", num_hidden_layers=3).eval()
+    plan = PruningPlan(model_shape(model.config), drop_layers=[1])
+    ids = random_ids()
+    pruned = apply_plan(model, plan)
+    assert len(pruned.model.layers) == 2 and pruned.config.num_hidden_layers == 2
+    assert [b.self_attn.layer_idx for b in pruned.model.layers] == [0, 1]
+    pruned.save_pretrained(tmp_path / "p")
+    again = T.AutoModelForCausalLM.from_pretrained(tmp_path / "p").eval()
+    assert torch.equal(again(input_ids=ids).logits, pruned(input_ids=ids).logits)
+    assert again.generate(ids, max_new_tokens=3, do_sample=False).shape[1] == ids.shape[1] + 3
+
+
+def test_magnitude_and_wanda_rank_a_zeroed_channel_last(model):
+    with torch.no_grad():
+        model.model.layers[0].mlp.gate_proj.weight[5] = 0
+        model.model.layers[0].mlp.up_proj.weight[5] = 0
+        model.model.layers[0].mlp.down_proj.weight[:, 5] = 0
+    for name, crit in CRITERIA.items():
+        s = crit().score(model, [random_ids()])
+        assert int(s["channels"][0].argmin()) == 5, name
+        assert s["kv_groups"][1].shape == (model.config.num_key_value_heads,)
+
+
+def test_plan_file_round_trips_and_global_selection(model, tmp_path):
+    scores = CRITERIA["magnitude"]().score(model)
+    plan = plan_from_scores(model, scores, channel_ratio=0.5, uniform=False)
+    kept = sum(len(v) for v in plan.channels.values())
+    assert abs(kept - 64) <= 2  # half of 2 x 64 channels, spread by score
+    plan.save(tmp_path / "plan.json")
+    back = PruningPlan.load(tmp_path / "plan.json")
+    assert back.channels == plan.channels and back.model == plan.model
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(head_ratio=1.0), "outside [0, 1)"),
+    (dict(channel_ratio=-0.1), "outside [0, 1)"),
+    (dict(), "nothing would be pruned"),
+])
+def test_bad_ratios(model, kwargs, words):
+    scores = CRITERIA["magnitude"]().score(model)
+    with pytest.raises(ShoestringError, match=words.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        plan_from_scores(model, scores, **kwargs)
+
+
+def test_bad_plans(model):
+    shape = model_shape(model.config)
+    with pytest.raises(ShoestringError, match="removes every one of the 2 key-value groups of layer 0"):
+        apply_plan(model, PruningPlan(shape, kv_groups={0: []}))
+    with pytest.raises(ShoestringError, match="made for another model"):
+        apply_plan(model, PruningPlan({**shape, "hidden_size": 999}, channels={0: [1]}))
+    with pytest.raises(ShoestringError, match="outside 0..63"):
+        apply_plan(model, PruningPlan(shape, channels={0: [64]}))
+    with pytest.raises(ShoestringError, match="drops every layer"):
+        apply_plan(model, PruningPlan(shape, drop_layers=[0, 1]))
+
+
+def test_taylor_leaves_no_gradients_and_restores_flags(model):
+    flags = [p.requires_grad for p in model.parameters()]
+    CRITERIA["taylor"]().score(model, [random_ids(2, 8)])
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_perplexity_and_calibration_batches():
+    from shoestring.models.bundled import cached_dir
+    from shoestring.prune.evaluate import batches, perplexity
+
+    tok = T.AutoTokenizer.from_pretrained(cached_dir())
+    data = batches(tok, "stdlib-prose", n=4, length=16, batch_size=2)
+    assert len(data) == 2 and data[0].shape == (2, 16)
+    held = batches(tok, "stdlib-prose", n=2, length=16, batch_size=2, skip=4)
+    assert not torch.equal(held[0], data[0])  # held-out text comes after the calibration text
+    model = make_model("llama", vocab_size=len(tok)).eval()
+    ppl = perplexity(model, data)
+    assert 0.5 * len(tok) < ppl < 2 * len(tok)  # a random model is near uniform over the vocabulary
+    with pytest.raises(ShoestringError, match="fewer than one batch"):
+        batches(tok, "stdlib-prose", n=4, length=10_000_000, batch_size=2)
