@@ -145,3 +145,14 @@ def test_perplexity_and_calibration_batches():
     assert 0.5 * len(tok) < ppl < 2 * len(tok)  # a random model is near uniform over the vocabulary
     with pytest.raises(ShoestringError, match="fewer than one batch"):
         batches(tok, "stdlib-prose", n=4, length=10_000_000, batch_size=2)
+
+
+def test_contrast_keeps_what_the_task_needs_and_the_other_domain_does_not():
+    from shoestring.prune import contrast_scores
+
+    task = {"kv_groups": {0: torch.tensor([1.0, 1.0])}, "channels": {0: torch.tensor([4.0, 4.0, 1.0, 1.0])}}
+    other = {"kv_groups": {0: torch.tensor([2.0, 0.5])}, "channels": {0: torch.tensor([4.0, 1.0, 1.0, 4.0])}}
+    c = contrast_scores(task, other)
+    assert int(c["kv_groups"][0].argmax()) == 1  # equally needed by the task, less by the other domain
+    assert c["channels"][0].argsort(descending=True).tolist()[:2] == [1, 0]
+    assert int(c["channels"][0].argmin()) == 3  # the other domain's channel goes first
