@@ -21,6 +21,7 @@ from .demo import demo
 from .generate import generate
 from .kv import kv_app
 from .scaling import scaling_app
+from .prune import prune_app
 from .models import info, models
 from .observe import observe_app
 from .observe_tuned import tuned_lens
@@ -49,6 +50,7 @@ app.add_typer(sae_app, name="sae")
 app.add_typer(steer_app, name="steer")
 app.add_typer(kv_app, name="kv")
 app.add_typer(scaling_app, name="scaling")
+app.add_typer(prune_app, name="prune")
 
 
 def _fail(message: str) -> None:
