@@ -156,3 +156,18 @@ def test_contrast_keeps_what_the_task_needs_and_the_other_domain_does_not():
     assert int(c["kv_groups"][0].argmax()) == 1  # equally needed by the task, less by the other domain
     assert c["channels"][0].argsort(descending=True).tolist()[:2] == [1, 0]
     assert int(c["channels"][0].argmin()) == 3  # the other domain's channel goes first
+
+
+@pytest.mark.parametrize("angular, idle", [(False, 2), (True, 2), (False, 3)])
+def test_block_influence_finds_a_layer_that_does_nothing(angular, idle):
+    from shoestring.prune.importance import BlockInfluence, layers_to_drop
+
+    model = make_model("llama", num_hidden_layers=4).eval()
+    with torch.no_grad():  # this layer adds nothing to the residual stream: an identity (the last one too,
+        model.model.layers[idle].self_attn.o_proj.weight.zero_()  # whose output HF returns after the final norm)
+        model.model.layers[idle].mlp.down_proj.weight.zero_()
+    s = BlockInfluence(angular=angular).score(model, [random_ids(2, 12)])
+    assert s["layers"].shape == (4,) and float(s["layers"][idle]) == pytest.approx(0.0, abs=1e-3)
+    assert layers_to_drop(s, 1) == [idle]
+    with pytest.raises(ShoestringError, match="cannot drop 4 of 4"):
+        layers_to_drop(s, 4)

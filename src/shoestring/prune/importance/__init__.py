@@ -1,11 +1,13 @@
 """Importance criteria, one small dataclass per file, each with one method ``score(model, batches)`` returning
-``{"kv_groups": {layer: [G]}, "channels": {layer: [I]}}`` (higher = more important to keep)."""
+``{"kv_groups": {layer: [G]}, "channels": {layer: [I]}}`` (higher = more important to keep); whole layers:
+:class:`BlockInfluence` returns ``{"layers": [L]}``."""
 
 from .activation import Activation
+from .block_influence import BlockInfluence, layers_to_drop
 from .magnitude import Magnitude
 from .taylor import Taylor
 from .wanda import Wanda
 
 CRITERIA = {"magnitude": Magnitude, "wanda": Wanda, "taylor": Taylor, "activation": Activation}
 
-__all__ = ["CRITERIA", "Activation", "Magnitude", "Taylor", "Wanda"]
+__all__ = ["CRITERIA", "Activation", "BlockInfluence", "Magnitude", "Taylor", "Wanda", "layers_to_drop"]
