@@ -2,12 +2,13 @@
 ``{"kv_groups": {layer: [G]}, "channels": {layer: [I]}}`` (higher = more important to keep); whole layers:
 :class:`BlockInfluence` returns ``{"layers": [L]}``."""
 
+from .ablation import Ablation
 from .activation import Activation
 from .block_influence import BlockInfluence, layers_to_drop
 from .magnitude import Magnitude
 from .taylor import Taylor
 from .wanda import Wanda
 
-CRITERIA = {"magnitude": Magnitude, "wanda": Wanda, "taylor": Taylor, "activation": Activation}
+CRITERIA = {"magnitude": Magnitude, "wanda": Wanda, "taylor": Taylor, "activation": Activation, "ablation": Ablation}
 
-__all__ = ["CRITERIA", "Activation", "BlockInfluence", "Magnitude", "Taylor", "Wanda", "layers_to_drop"]
+__all__ = ["CRITERIA", "Ablation", "Activation", "BlockInfluence", "Magnitude", "Taylor", "Wanda", "layers_to_drop"]
