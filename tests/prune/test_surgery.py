@@ -189,3 +189,29 @@ def test_ablation_of_a_dead_structure_changes_nothing(model):
     assert float(s["channels"][1].abs().max()) > 1e-5  # the live channels do change the loss
     coarse = Ablation(channel_blocks=4).score(model, [random_ids(2, 10)])
     assert torch.equal(coarse["channels"][0][:16], coarse["channels"][0][:1].expand(16))  # one score per block
+
+
+def test_skipping_layers_is_an_intervention_that_always_restores():
+    from shoestring.prune.skip import SkipLayers
+
+    model = make_model("llama", num_hidden_layers=3).eval()
+    ids = random_ids(1, 6)
+    with torch.no_grad():
+        base = model(input_ids=ids).logits
+        with SkipLayers(model, [2]):
+            skipped = model(input_ids=ids).logits
+            out = model.generate(ids, max_new_tokens=3, do_sample=False)  # the cache copes with the gap
+        assert out.shape[1] == 9
+        assert not torch.allclose(skipped, base)
+        assert torch.equal(model(input_ids=ids).logits, base)  # restored
+        assert "forward" not in model.model.layers[2].__dict__
+        with torch.no_grad():  # an identity layer: skipping it changes nothing
+            model.model.layers[1].self_attn.o_proj.weight.zero_()
+            model.model.layers[1].mlp.down_proj.weight.zero_()
+        ref = model(input_ids=ids).logits
+        with SkipLayers(model, [1]):
+            torch.testing.assert_close(model(input_ids=ids).logits, ref, atol=1e-6, rtol=1e-5)
+    for layers, words in (([0], "layer 0 cannot be skipped"), ([5], "outside 0..2")):
+        with pytest.raises(ShoestringError, match=words):
+            with SkipLayers(model, layers):
+                pass
