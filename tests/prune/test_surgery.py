@@ -215,3 +215,20 @@ def test_skipping_layers_is_an_intervention_that_always_restores():
         with pytest.raises(ShoestringError, match=words):
             with SkipLayers(model, layers):
                 pass
+
+
+@pytest.mark.parametrize("pattern", ["unstructured", "2:4"])
+def test_sparsity_zeroes_the_requested_share_in_the_requested_pattern(model, pattern):
+    from shoestring.prune.sparsity import sparsify
+
+    got = sparsify(model, 0.5, pattern, batches=[random_ids(2, 8)])
+    assert got["zeroed"] == got["of"] // 2
+    W = model.model.layers[1].mlp.down_proj.weight
+    if pattern == "2:4":
+        assert ((W.view(W.shape[0], -1, 4) != 0).sum(-1) <= 2).all()
+    else:
+        assert ((W == 0).sum(1) == W.shape[1] // 2).all()  # half of every output row
+    with pytest.raises(ShoestringError, match="keeps 4 of 4"):
+        sparsify(model, 0.5, "4:4")
+    with pytest.raises(ShoestringError, match="outside"):
+        sparsify(model, 1.0)
