@@ -57,7 +57,7 @@ def plan_from_scores(model, scores: dict, head_ratio: float = 0.0, channel_ratio
 
 
 def contrast_scores(task: dict, other: dict, weight: float = 1.0) -> dict:
-    """Task-specific importance: per layer, ``task / mean(task) - weight * other / mean(other)``, so structures
+    """Task-specific importance: per layer, ``task / mean|task| - weight * other / mean|other|``, so structures
     the task needs and the other domain does not score highest (e.g. task = code, other = prose)."""
     out = {}
     for kind in ("kv_groups", "channels"):
@@ -65,5 +65,5 @@ def contrast_scores(task: dict, other: dict, weight: float = 1.0) -> dict:
         for layer, s in task[kind].items():
             t = torch.as_tensor(s, dtype=torch.float)
             o = torch.as_tensor(other[kind][layer], dtype=torch.float)
-            out[kind][layer] = t / t.mean().clamp_min(1e-12) - weight * o / o.mean().clamp_min(1e-12)
+            out[kind][layer] = t / t.abs().mean().clamp_min(1e-12) - weight * o / o.abs().mean().clamp_min(1e-12)
     return out
