@@ -8,7 +8,6 @@ run sees exactly the batches it would have seen.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ShoestringError
-from ..runs.atomic import atomic_path, write_json
+from ..runs.checkpoint import read_checkpoint, write_checkpoint
 
 
 @dataclass
@@ -40,30 +39,23 @@ class RecoveryConfig:
 
 
 def _save(folder: Path, model, opt, state: dict) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = dict(model.state_dict())
     if getattr(model.config, "tie_word_embeddings", False):
         weights.pop("lm_head.weight", None)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(weights, str(tmp))
-    with atomic_path(folder / "optimizer.pt") as tmp:
-        torch.save(opt.state_dict(), tmp)
-    write_json(folder / "state.json", state)
+    write_checkpoint(folder, weights, opt.state_dict(), state)
 
 
 def _load(folder: Path, model, opt) -> dict | None:
-    from safetensors.torch import load_file
-
-    if not (folder / "state.json").is_file():
+    got = read_checkpoint(folder)
+    if got is None:
         return None
-    got = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
-    if got.unexpected_keys or set(got.missing_keys) - {"lm_head.weight"}:
+    weights, optimizer, state, _ = got
+    loaded = model.load_state_dict(weights, strict=False)
+    if loaded.unexpected_keys or set(loaded.missing_keys) - {"lm_head.weight"}:
         raise ShoestringError(f"the recovery checkpoint in {folder} does not fit this model",
                               "apply the same pruning plan before resuming, or delete the checkpoint folder")
-    opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    return json.loads((folder / "state.json").read_text())
+    opt.load_state_dict(optimizer)
+    return state
 
 
 def recover(model, tokenizer, corpus: str, cfg: RecoveryConfig, checkpoint: Path | None = None, progress=None) -> dict:

@@ -12,16 +12,11 @@ from __future__ import annotations
 import torch
 
 from ..errors import ShoestringError
+from ..models.anatomy.base import get_path
 from .importance.base import blocks_and_shape, input_norms
 
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-
-
-def _get(block, path):
-    for part in path.split("."):
-        block = getattr(block, part)
-    return block
 
 
 @torch.no_grad()
@@ -40,7 +35,7 @@ def sparsify(model, ratio: float = 0.5, pattern: str = "unstructured", batches=N
             raise ShoestringError(f"unknown sparsity pattern '{pattern}'", "use unstructured or N:M such as 2:4")
         if not 0 < n < m:
             raise ShoestringError(f"pattern {pattern} keeps {n} of {m}", "keep between 1 and M - 1, e.g. 2:4")
-    mods = {(i, p): _get(b, p) for i, b in enumerate(blocks) for p in LINEARS}
+    mods = {(i, p): get_path(b, p) for i, b in enumerate(blocks) for p in LINEARS}
     norms = {}
     if batches:
         with input_norms(mods) as sums:

@@ -122,17 +122,11 @@ def token_data(corpus: str, tokenizer: str = "bpe", vocab_size: int = 1024, max_
     if path.is_file():
         stream = np.load(path)
     else:
-        eot = tok.token_to_id(EOT)
-        ids: list[int] = []
-        batch: list[str] = []
-        for text in _texts(corpus, max_chars):
-            batch.append(text)
-            if len(batch) == 64:
-                for enc in tok.encode_batch(batch):
-                    ids += enc.ids + ([eot] if eot is not None else [])
-                batch = []
-        for enc in tok.encode_batch(batch) if batch else ():
-            ids += enc.ids + ([eot] if eot is not None else [])
+        end = [] if tok.token_to_id(EOT) is None else [tok.token_to_id(EOT)]
+        texts, ids = list(_texts(corpus, max_chars)), []
+        for i in range(0, len(texts), 64):  # each document, then <|endoftext|>
+            for enc in tok.encode_batch(texts[i: i + 64]):
+                ids += enc.ids + end
         if not ids:
             raise ShoestringError(f"corpus '{corpus}' has no text", "point --corpus at a folder or file with text")
         stream = np.asarray(ids, dtype=np.uint16 if V <= 65535 else np.int32)

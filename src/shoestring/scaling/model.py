@@ -91,9 +91,7 @@ class Attention(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p)
         else:
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(cfg.head_dim))  # [B, H, T, T]
-            att = att + bias if bias is not None else att.masked_fill(
-                torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
-            att = F.dropout(att.softmax(-1), p)
+            att = F.dropout((att + bias).softmax(-1), p)  # explicit attention always gets its mask as a bias
             y = att @ v
         return F.dropout(self.o(y.transpose(1, 2).reshape(B, T, -1)), p)
 
@@ -190,9 +188,10 @@ class GPT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _attention_bias(self, T: int, device) -> torch.Tensor | None:
-        """An additive [H or 1, T, T] mask when the pattern is not plain causal (ALiBi, sliding window)."""
+        """An additive [H or 1, T, T] mask, built once per forward: for explicit attention always, for fused
+        attention only when the pattern is not plain causal (ALiBi, sliding window; else ``is_causal``)."""
         cfg = self.cfg
-        if cfg.positions != "alibi" and cfg.window is None:
+        if cfg.positions != "alibi" and cfg.window is None and cfg.attention == "sdpa":
             return None
         i = torch.arange(T, device=device)
         dist = (i[:, None] - i[None, :]).float()  # query - key

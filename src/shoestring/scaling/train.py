@@ -9,7 +9,6 @@ gets ``floor(budget / (flops_per_token x batch x context))`` steps with a schedu
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ShoestringError
-from ..runs.atomic import atomic_path, write_json
+from ..runs.checkpoint import read_checkpoint, write_checkpoint
 from .config import GPTConfig
 from .data import TokenData
 from .flops import active_params, train_flops_per_token
@@ -105,37 +104,26 @@ def eval_steps(steps: int, evals: int) -> list[int]:
 
 
 def _save(folder: Path, model: GPT, opt, state: dict) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = dict(model.state_dict())
     if model.cfg.tie_embeddings:
         weights.pop("head.weight", None)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(weights, str(tmp))
-    with atomic_path(folder / "optimizer.pt") as tmp:
-        torch.save(opt.state_dict(), tmp)
     rng = {"cpu": torch.get_rng_state()}  # dropout masks continue as if never interrupted
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    with atomic_path(folder / "rng.pt") as tmp:
-        torch.save(rng, tmp)
-    write_json(folder / "state.json", state)  # written last: it says the checkpoint is whole
+    write_checkpoint(folder, weights, opt.state_dict(), state, {"rng": rng})
 
 
 def _load(folder: Path, model: GPT, opt) -> dict | None:
-    from safetensors.torch import load_file
-
-    if not (folder / "state.json").is_file():
+    got = read_checkpoint(folder, extras=("rng",))
+    if got is None:
         return None
-    state = json.loads((folder / "state.json").read_text())
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=not model.cfg.tie_embeddings)
-    opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    if (folder / "rng.pt").is_file():
-        rng = torch.load(folder / "rng.pt", weights_only=True)
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+    weights, optimizer, state, extras = got
+    model.load_state_dict(weights, strict=not model.cfg.tie_embeddings)
+    opt.load_state_dict(optimizer)
+    if "rng" in extras:
+        torch.set_rng_state(extras["rng"]["cpu"])
+        if "cuda" in extras["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(extras["rng"]["cuda"])
     return state
 
 

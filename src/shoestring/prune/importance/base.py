@@ -5,8 +5,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 
+import torch
+
 from ...errors import ShoestringError
 from ...models.anatomy import detect
+from ..surgery import group_rows
 
 
 def blocks_and_shape(model):
@@ -41,3 +44,10 @@ def input_norms(modules: dict):
     finally:
         for h in handles:
             h.remove()
+
+
+def group_sums(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, d: int, G: int, r: int) -> torch.Tensor:
+    """``[G]``: per key-value group, the sum of the per-row scores ``q``, ``k``, ``v`` (output rows of the
+    projections) and the per-column scores ``o`` (input columns of the output projection) that it owns."""
+    return torch.stack([q[group_rows([g], d, r)].sum() + k[group_rows([g], d)].sum() + v[group_rows([g], d)].sum()
+                        + o[group_rows([g], d, r)].sum() for g in range(G)])

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..surgery import group_rows
-from .base import blocks_and_shape
+from .base import blocks_and_shape, group_sums
 
 
 @dataclass
@@ -23,10 +22,8 @@ class Magnitude:
         out = {"kv_groups": {}, "channels": {}}
         for i, b in enumerate(blocks):
             a, m = b.self_attn, b.mlp
-            out["kv_groups"][i] = torch.stack([
-                a.q_proj.weight[group_rows([g], d, r)].pow(2).sum() + a.k_proj.weight[group_rows([g], d)].pow(2).sum()
-                + a.v_proj.weight[group_rows([g], d)].pow(2).sum() + a.o_proj.weight[:, group_rows([g], d, r)].pow(2).sum()
-                for g in range(G)]).sqrt()
+            rows = [x.weight.pow(2).sum(1) for x in (a.q_proj, a.k_proj, a.v_proj)]
+            out["kv_groups"][i] = group_sums(*rows, a.o_proj.weight.pow(2).sum(0), d, G, r).sqrt()
             out["channels"][i] = (m.gate_proj.weight.pow(2).sum(1) + m.up_proj.weight.pow(2).sum(1)
                                   + m.down_proj.weight.pow(2).sum(0)).sqrt()
         return out

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ShoestringError
-from ..surgery import group_rows
-from .base import blocks_and_shape
+from .base import blocks_and_shape, group_sums
 
 
 @dataclass
@@ -47,9 +46,7 @@ class Taylor:
         for i, b in enumerate(blocks):
             a, m = b.self_attn, b.mlp
             q, k, v, o = (acc[id(x.weight)] for x in (a.q_proj, a.k_proj, a.v_proj, a.o_proj))
-            out["kv_groups"][i] = torch.stack([
-                q[group_rows([g], d, r)].sum() + k[group_rows([g], d)].sum() + v[group_rows([g], d)].sum()
-                + o[:, group_rows([g], d, r)].sum() for g in range(G)])
+            out["kv_groups"][i] = group_sums(q.sum(1), k.sum(1), v.sum(1), o.sum(0), d, G, r)
             out["channels"][i] = (acc[id(m.gate_proj.weight)].sum(1) + acc[id(m.up_proj.weight)].sum(1)
                                   + acc[id(m.down_proj.weight)].sum(0))
         return out

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ShoestringError
-from ..surgery import group_rows
-from .base import blocks_and_shape, input_norms
+from .base import blocks_and_shape, group_sums, input_norms
 
 
 @dataclass
@@ -42,9 +41,7 @@ class Wanda:
             qkv = [(a.q_proj.weight.abs() * xa).sum(1), (a.k_proj.weight.abs() * xa).sum(1),
                    (a.v_proj.weight.abs() * xa).sum(1)]  # per output row
             o = (a.o_proj.weight.abs() * xo).sum(0)  # per input column
-            out["kv_groups"][i] = torch.stack([
-                qkv[0][group_rows([g], d, r)].sum() + qkv[1][group_rows([g], d)].sum() + qkv[2][group_rows([g], d)].sum()
-                + o[group_rows([g], d, r)].sum() for g in range(G)])
+            out["kv_groups"][i] = group_sums(*qkv, o, d, G, r)
             out["channels"][i] = ((m.gate_proj.weight.abs() * xm).sum(1) + (m.up_proj.weight.abs() * xm).sum(1)
                                   + (m.down_proj.weight.abs() * xd).sum(0))
         return out
