@@ -15,19 +15,25 @@ prune_app = typer.Typer(help="Structured pruning: importance, plans, surgery, re
 @prune_app.command("run")
 def run(
     model: str = typer.Option("smollm2-135m", "--model"),
-    criterion: str = typer.Option("wanda", "--criterion", help="magnitude, wanda, taylor or activation"),
+    criterion: str = typer.Option("wanda", "--criterion", help="magnitude, wanda, taylor, activation, ablation or entropy (heads only)"),
     task: str = typer.Option("stdlib-code", "--task", help="the corpus of the domain to keep"),
     other: str = typer.Option("austen", "--other", help="the domain it may forget ('' for none)"),
-    contrast: float = typer.Option(0.0, "--contrast", help="subtract this x the other domain's importance"),
+    contrast: float = typer.Option(0.5, "--contrast", help="subtract this x the other domain's importance (0: task only)"),
     heads: float = typer.Option(1 / 3, "--heads", help="share of key-value groups to remove per layer, in [0, 1)"),
     channels: float = typer.Option(1 / 3, "--channels", help="share of MLP channels to remove per layer, in [0, 1)"),
-    global_: bool = typer.Option(False, "--global", help="choose channels model-wide (not uniform: saved with a note)"),
+    global_: bool = typer.Option(False, "--global", help="choose model-wide (per-layer widths: loads through shoestring.load)"),
     calib: int = typer.Option(32, "--calib", help="calibration contexts per domain"),
     evals: int = typer.Option(16, "--eval", help="held-out contexts per domain"),
     length: int = typer.Option(256, "--length"),
     batch_size: int = typer.Option(4, "--batch-size"),
     recover_tokens: int = typer.Option(0, "--recover-tokens", help="fine-tune on the task corpus for this many tokens"),
     recover_lr: float = typer.Option(5e-5, "--recover-lr"),
+    lora_rank: int = typer.Option(0, "--lora-rank", help="recover with LoRA adapters of this rank (peft), merged after"),
+    lora_lr: float = typer.Option(2e-4, "--lora-lr"),
+    lm_eval: str = typer.Option("", "--lm-eval", help="lm-evaluation-harness tasks, e.g. arc_easy,hellaswag (needs their data)"),
+    lm_eval_include: str = typer.Option(None, "--lm-eval-include", help="a folder of local lm-eval task YAMLs"),
+    lm_eval_limit: int = typer.Option(None, "--lm-eval-limit", help="at most this many examples per task"),
+    speed: bool = typer.Option(True, "--speed/--no-speed", help="measure prefill and decode speed"),
     device: str = DeviceOpt,
     out: str = OutOpt,
     json_out: bool = JsonOpt,
@@ -38,7 +44,9 @@ def run(
 
     cfg = PruneConfig(criterion=criterion, task=task, other=other or None, contrast=contrast, head_ratio=heads,
                       channel_ratio=channels, uniform=not global_, calib_contexts=calib, eval_contexts=evals,
-                      length=length, batch_size=batch_size, recover_tokens=recover_tokens, recover_lr=recover_lr).check()
+                      length=length, batch_size=batch_size, recover_tokens=recover_tokens, recover_lr=recover_lr,
+                      lora_rank=lora_rank, lora_lr=lora_lr, lm_eval=[t for t in lm_eval.split(",") if t.strip()],
+                      lm_eval_include=lm_eval_include, lm_eval_limit=lm_eval_limit, speed=speed).check()
     lm = load_model(model, "float32", device, quiet=json_out)
     config = {"model": model, **{k: v for k, v in vars(cfg).items() if k != "extra"}}
     run_dir = RunDir.create(out, "prune-run", config)
@@ -49,36 +57,50 @@ def run(
             console.print(f"  recovery step {step}/{steps}: loss {loss:.3f}", highlight=False)
 
     result, pruned, plan = prune_experiment(lm, cfg, checkpoint=run_dir.path / "recovery", progress=progress)
-    plan.save(run_dir.path / "plan.json")
-    if plan.is_uniform():  # a plain config expresses it: AutoModelForCausalLM.from_pretrained loads it
-        pruned.save_pretrained(run_dir.path / "model")
-        lm.tokenizer.save_pretrained(run_dir.path / "model")
-    else:  # per-layer widths: the weights, with the plan that re-creates the shapes
-        from safetensors.torch import save_model
+    from ..prune.checkpoint import save_pruned
 
-        (run_dir.path / "model").mkdir(exist_ok=True)
-        save_model(pruned, str(run_dir.path / "model" / "pruned.safetensors"))
+    plan.save(run_dir.path / "plan.json")
+    result["checkpoint"] = save_pruned(pruned, lm.tokenizer, plan, run_dir.path / "model")
     run_dir.save_artifact("result", result)
-    head = {k: result[k] for k in ("params_removed", "perplexity_ratio", "prefill_speedup", "decode_speedup", "uniform")}
+    from ..report.prune import prune_page
+
+    report = prune_page(result, plan, meta={"model": model}).save(run_dir.path / "report.html")
+    head = {k: result.get(k) for k in ("params_removed", "flop_reduction", "perplexity_ratio", "prefill_speedup",
+                                       "decode_speedup", "uniform")}
     run_dir.finish(head)
     if json_out:
         emit_json({"run": str(run_dir.path), **head})
         return
+    _print_result(result, criterion)
+    console.print(f"pruned model: {run_dir.path / 'model'} (loads with {result['checkpoint']['loads_with']})",
+                  highlight=False, markup=False)
+    say_where(report)
+
+
+def _print_result(result: dict, criterion: str) -> None:
+    rec = result["recovered"]
     rows = []
     for d in result["before"]["perplexity"]:
-        rec = result["recovered"]["perplexity"][d] if result["recovered"] else None
-        rows.append((d, f"{result['before']['perplexity'][d]:.2f}", f"{result['pruned']['perplexity'][d]:.2f}",
-                     "" if rec is None else f"{rec:.2f}", f"{result['perplexity_ratio'][d]:.2f}x"))
-    print_table(f"perplexity ({criterion}, {result['params_removed']:.1%} of parameters removed)",
-                ["domain", "original", "pruned", "recovered", "final / original"], rows)
-    b, a = result["before"]["speed"], result["pruned"]["speed"]
-    print_table("speed", ["", "original", "pruned", "ratio"],
-                [("prefill s", f"{b['prefill_s']:.3f}", f"{a['prefill_s']:.3f}", f"{result['prefill_speedup']:.2f}x"),
-                 ("decode tokens/s", f"{b['decode_tokens_per_s']:.1f}", f"{a['decode_tokens_per_s']:.1f}",
-                  f"{result['decode_speedup']:.2f}x")])
-    note = "" if plan.is_uniform() else " (per-layer widths: weights + plan.json; plain transformers cannot load it)"
-    console.print(f"pruned model: {run_dir.path / 'model'}{note}", highlight=False, markup=False)
-    say_where(run_dir.path)
+        cells = [result["before"], result["pruned"]] + ([rec] if rec else [])
+        rows.append((d, *(f"{c['perplexity'][d]:.2f}" for c in cells), f"{result['perplexity_ratio'][d]:.2f}x",
+                     *(f"{c['accuracy'][d]:.1%}" for c in (cells[0], cells[-1]))))
+    stages = ["original", "pruned"] + (["recovered"] if rec else [])
+    print_table(f"perplexity ({criterion}, {result['params_removed']:.1%} of parameters removed, "
+                f"{result['flop_reduction']:.2f}x fewer FLOPs per token)",
+                ["domain", *stages, "final / original", "accuracy before", "accuracy after"], rows)
+    if result.get("lm_eval"):
+        b, a = result["lm_eval"]["before"], result["lm_eval"]["after"]
+        print_table("lm-evaluation-harness", ["task", "metric", "original", "final"],
+                    [(t, m, f"{v:.4g}", f"{a[t].get(m, float('nan')):.4g}") for t, ms in b.items()
+                     for m, v in ms.items() if isinstance(v, (int, float)) and not m.endswith("stderr")])
+    if "prefill_speedup" in result:
+        b, a = result["before"]["speed"], result["pruned"]["speed"]
+        fl = result["flop_reduction"]
+        print_table("speed (interleaved medians)", ["", "original", "pruned", "speed-up", "speed-up / FLOP reduction"],
+                    [("prefill s", f"{b['prefill_s']:.3f}", f"{a['prefill_s']:.3f}", f"{result['prefill_speedup']:.2f}x",
+                      f"{result['prefill_speedup'] / fl:.2f}"),
+                     ("decode tokens/s", f"{b['decode_tokens_per_s']:.1f}", f"{a['decode_tokens_per_s']:.1f}",
+                      f"{result['decode_speedup']:.2f}x", f"{result['decode_speedup'] / fl:.2f}")])
 
 
 @prune_app.command("apply")
@@ -88,19 +110,24 @@ def apply(
     model: str = typer.Option("smollm2-135m", "--model"),
     device: str = DeviceOpt,
 ) -> None:
-    """Apply a pruning plan to a model and save the result (``save_pretrained`` when the plan is uniform)."""
+    """Apply a pruning plan to a model and save the result (a plain transformers checkpoint when the plan is uniform;
+    otherwise per-layer widths that ``shoestring.load`` reads)."""
     from ..prune import PruningPlan, apply_plan, n_params
 
     plan = PruningPlan.load(plan_path)
     lm = load_model(model, "float32", device)
     before = n_params(lm.model)
     plan.check(lm.model.config)
-    if not plan.is_uniform():
-        from ..errors import ShoestringError
-
-        raise ShoestringError("the plan keeps different widths per layer, which a plain config cannot express",
-                              "make the plan uniform (prune run without --global) to save a standard checkpoint")
     pruned = apply_plan(lm.model, plan)
-    pruned.save_pretrained(save)
-    lm.tokenizer.save_pretrained(save)
-    console.print(f"{before:,} -> {n_params(pruned):,} parameters; saved to {save}", highlight=False, markup=False)
+    from ..prune.checkpoint import save_pruned
+
+    how = save_pruned(pruned, lm.tokenizer, plan, save)
+    console.print(f"{before:,} -> {n_params(pruned):,} parameters; saved to {save} (loads with {how['loads_with']})",
+                  highlight=False, markup=False)
+
+
+from .prune_curve import curve  # noqa: E402  (the commands live in their own files)
+from .prune_skip import skip  # noqa: E402
+
+prune_app.command("curve")(curve)
+prune_app.command("skip")(skip)

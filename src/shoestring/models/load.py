@@ -188,7 +188,12 @@ def load(
             if not (path / "config.json").exists():
                 raise ShoestringError(f"{path} has no config.json", "point at a folder written by save_pretrained")
             check_fits(_param_count_from_safetensors(path), torch_dtype, device, device_map)
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            from ..prune.checkpoint import is_pruned_folder, load_pruned
+
+            if is_pruned_folder(path):  # per-layer widths after pruning: rebuilt from config.json's widths
+                model = load_pruned(path, torch_dtype, trust_remote_code)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     elif _looks_like_hub_id(source):
         online = _hub_reachable()

@@ -24,17 +24,33 @@ def batches(tokenizer, corpus: str, n: int, length: int, batch_size: int = 4, sk
 
 
 @torch.no_grad()
-def perplexity(model, data: list[torch.Tensor]) -> float:
-    """exp(mean next-token NLL) over every predicted token of ``data``."""
-    total, count = 0.0, 0
+def nll_and_accuracy(model, data: list[torch.Tensor]) -> tuple[float, float]:
+    """``(mean next-token NLL, next-token top-1 accuracy)`` over every predicted token of ``data``."""
+    total, right, count = 0.0, 0, 0
     for ids in data:
         logits = model(input_ids=ids).logits[:, :-1].float()
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                                                reduction="sum")
-        total, count = total + float(nll), count + ids[:, 1:].numel()
-    return math.exp(total / count)
+        target = ids[:, 1:]
+        total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                         reduction="sum"))
+        right += int((logits.argmax(-1) == target).sum())
+        count += target.numel()
+    return total / count, right / count
+
+
+def perplexity(model, data: list[torch.Tensor]) -> float:
+    """exp(mean next-token NLL) over every predicted token of ``data``."""
+    return math.exp(nll_and_accuracy(model, data)[0])
+
+
+def domain_scores(model, held_out: dict[str, list[torch.Tensor]]) -> dict[str, dict[str, float]]:
+    """``{"perplexity": {domain: ...}, "accuracy": {domain: ...}}`` on each domain's held-out batches."""
+    out = {"perplexity": {}, "accuracy": {}}
+    for name, data in held_out.items():
+        nll, acc = nll_and_accuracy(model, data)
+        out["perplexity"][name], out["accuracy"][name] = math.exp(nll), acc
+    return out
 
 
 def domain_perplexities(model, held_out: dict[str, list[torch.Tensor]]) -> dict[str, float]:
     """``{domain: perplexity}`` on each domain's held-out batches."""
-    return {name: perplexity(model, data) for name, data in held_out.items()}
+    return domain_scores(model, held_out)["perplexity"]

@@ -42,6 +42,10 @@ def plan_from_scores(model, scores: dict, head_ratio: float = 0.0, channel_ratio
     _check_ratio(channel_ratio, "channel")
     if head_ratio == 0 and channel_ratio == 0:
         raise ShoestringError("both ratios are 0: nothing would be pruned", "give --heads and/or --channels above 0")
+    for kind, ratio, flag in (("kv_groups", head_ratio, "--heads"), ("channels", channel_ratio, "--channels")):
+        if ratio and not scores.get(kind):
+            raise ShoestringError(f"the criterion gave no {kind.replace('_', ' ')} scores, so a {flag} ratio cannot apply",
+                                  f"use {flag} 0, or a criterion that scores them")
     pick = _uniform if uniform else _global
     plan = PruningPlan(model=model_shape(model.config), meta={"head_ratio": head_ratio, "channel_ratio": channel_ratio,
                                                               "uniform": uniform, **(meta or {})})

@@ -72,6 +72,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
         types = getattr(config, "layer_types", None)
         if types:
             config.layer_types = [t for i, t in enumerate(types) if i not in set(plan.drop_layers)]
+        config.num_hidden_layers = len(anatomy.blocks)
     if plan.is_uniform():
         first = next(i for i in range(shape["num_hidden_layers"]) if i not in plan.drop_layers)
         g = len(plan.kv_groups.get(first, range(G)))
@@ -79,10 +80,11 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
         config.num_attention_heads = g * r
         config.head_dim = d
         config.intermediate_size = len(plan.channels.get(first, range(shape["intermediate_size"])))
-        config.num_hidden_layers = shape["num_hidden_layers"] - len(plan.drop_layers)
-    else:
-        config.shoestring_pruning = {"kv_groups": {str(k): len(v) for k, v in plan.kv_groups.items()},
-                                     "channels": {str(k): len(v) for k, v in plan.channels.items()}}
+    else:  # per-layer widths, after dropped layers: what shoestring.load needs to rebuild the shapes
+        kept = [i for i in range(shape["num_hidden_layers"]) if i not in plan.drop_layers]
+        config.shoestring_pruning = {"kv_groups": [len(plan.kv_groups.get(i, range(G))) for i in kept],
+                                     "channels": [len(plan.channels.get(i, range(shape["intermediate_size"])))
+                                                  for i in kept]}
     return model
 
 

@@ -3,12 +3,14 @@
 :class:`BlockInfluence` returns ``{"layers": [L]}``."""
 
 from .ablation import Ablation
+from .attention_entropy import AttentionEntropy
 from .activation import Activation
 from .block_influence import BlockInfluence, layers_to_drop
 from .magnitude import Magnitude
 from .taylor import Taylor
 from .wanda import Wanda
 
-CRITERIA = {"magnitude": Magnitude, "wanda": Wanda, "taylor": Taylor, "activation": Activation, "ablation": Ablation}
+CRITERIA = {"magnitude": Magnitude, "wanda": Wanda, "taylor": Taylor, "activation": Activation, "ablation": Ablation,
+            "entropy": AttentionEntropy}
 
-__all__ = ["CRITERIA", "Ablation", "Activation", "BlockInfluence", "Magnitude", "Taylor", "Wanda", "layers_to_drop"]
+__all__ = ["CRITERIA", "Ablation", "AttentionEntropy", "Activation", "BlockInfluence", "Magnitude", "Taylor", "Wanda", "layers_to_drop"]
