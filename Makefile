@@ -31,6 +31,7 @@ bench:
 	$(BIN)/python bench/steer.py
 	$(BIN)/python bench/kv.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/prune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache

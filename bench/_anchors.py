@@ -121,6 +121,24 @@ def _stamp(py: Path) -> Path:
     return stamp_venv(py, STAMP, [("torch", TORCH), ("transformers", TRANSFORMERS)], "anchors", REPORTED)
 
 
+def build_pinned_venv(venv: Path, label: str, transformers: str, specs: list[str], project: bool = False) -> Path:
+    """A fresh venv at ``venv``: torch alone first (the local CPU wheel), then ``transformers`` and ``specs`` under a
+    constraints file that holds torch and transformers, then (``project``) this project, editable. Returns its python."""
+    if venv.exists():
+        shutil.rmtree(venv)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "venv", venv])
+    py = venv / "bin" / "python"
+    cfile = CACHE / f"{label}-constraints.txt"
+    cfile.write_text(f"torch=={TORCH}\ntransformers=={transformers}\n")
+    pip = [py, "-m", "pip", "install", "--disable-pip-version-check"]
+    _run(pip + [f"torch=={TORCH}"])
+    _run(pip + ["-c", cfile, f"transformers=={transformers}", *specs])
+    if project:  # the same loading and measuring code on both sides
+        _run(pip + ["-c", cfile, "-e", ROOT])
+    return py
+
+
 def stamp_venv(py: Path, stamp: Path, pins: list[tuple[str, str]], label: str, names: list[str]) -> Path:
     """Check that ``pins`` (name, version prefix) held in the venv of ``py`` and write its versions to ``stamp``."""
     versions = installed_versions(py, names)

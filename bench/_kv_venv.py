@@ -16,13 +16,12 @@ dequantised SmolLM2 folder, which plain ``AutoModelForCausalLM.from_pretrained``
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _anchors import CACHE, TORCH, _run, stamp_venv  # noqa: E402  (shared pins and helpers)
+from _anchors import CACHE, TORCH, build_pinned_venv, stamp_venv  # noqa: E402  (shared pins and helpers)
 from _anchors import installed_versions as _installed  # noqa: E402
 
 KVPRESS = "0.5.2"
@@ -61,15 +60,7 @@ def ensure(force: bool = False) -> Path:
     py = python_path()
     if STAMP.exists() and py.exists() and not force:
         return py
-    if VENV.exists():
-        shutil.rmtree(VENV)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "venv", VENV])
-    cfile = CACHE / "kvpress-constraints.txt"
-    cfile.write_text(f"torch=={TORCH}\ntransformers=={TRANSFORMERS}\n")
-    pip = [py, "-m", "pip", "install", "--disable-pip-version-check"]
-    _run(pip + [f"torch=={TORCH}"])  # alone first: the local CPU wheel
-    _run(pip + ["-c", cfile, f"kvpress=={KVPRESS}", f"transformers=={TRANSFORMERS}"])
+    py = build_pinned_venv(VENV, "kvpress", TRANSFORMERS, [f"kvpress=={KVPRESS}"])
     return stamp_venv(py, STAMP, [("torch", TORCH), ("transformers", TRANSFORMERS), ("kvpress", KVPRESS)], "kvpress",
                       REPORTED)
 

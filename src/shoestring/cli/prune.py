@@ -15,7 +15,7 @@ prune_app = typer.Typer(help="Structured pruning: importance, plans, surgery, re
 @prune_app.command("run")
 def run(
     model: str = typer.Option("smollm2-135m", "--model"),
-    criterion: str = typer.Option("wanda", "--criterion", help="magnitude, wanda, taylor, activation, ablation or entropy (heads only)"),
+    criterion: str = typer.Option("activation", "--criterion", help="magnitude, wanda, taylor, activation, ablation or entropy (heads only)"),
     task: str = typer.Option("stdlib-code", "--task", help="the corpus of the domain to keep"),
     other: str = typer.Option("austen", "--other", help="the domain it may forget ('' for none)"),
     contrast: float = typer.Option(0.5, "--contrast", help="subtract this x the other domain's importance (0: task only)"),

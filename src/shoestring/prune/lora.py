@@ -12,7 +12,6 @@ The budget, batches, schedule and return value are :func:`~shoestring.prune.reco
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 
 from ..errors import ShoestringError
 from ..runs.checkpoint import read_checkpoint, write_checkpoint
-from .recover import RecoveryConfig
+from .recover import RecoveryConfig, run_steps, training_batches
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -151,16 +150,10 @@ def recover_lora(model, tokenizer, corpus: str, cfg: RecoveryConfig, lora: LoraO
     ----------
     Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", 2021. https://arxiv.org/abs/2106.09685
     """
-    from .evaluate import batches
-
     opts = (lora or LoraOptions()).check()
     peft = _peft()  # before reading the corpus: a missing library is the first thing to say
-    steps = cfg.steps()
-    data = batches(tokenizer, corpus, steps * cfg.batch_size, cfg.length, cfg.batch_size, skip=cfg.skip)
-    if len(data) < steps:
-        raise ShoestringError(f"corpus '{corpus}' holds {len(data)} batches after the first {cfg.skip} contexts, "
-                              f"fewer than the {steps} the budget needs",
-                              "lower --recover-tokens or use a larger corpus")
+    data = training_batches(tokenizer, corpus, cfg)
+    steps = len(data)
     device = next(model.parameters()).device
     lr = cfg.lr if opts.lr is None else opts.lr
     trainable = {n: p.requires_grad for n, p in model.named_parameters()}  # peft freezes them all
@@ -172,26 +165,12 @@ def recover_lora(model, tokenizer, corpus: str, cfg: RecoveryConfig, lora: LoraO
             opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
             state = (_load(checkpoint, wrapped, opt, opts, device) if checkpoint else None) or {
                 "step": 0, "losses": [], "method": "lora", "lora": _jsonable(opts)}
-            warm = max(1, int(cfg.warmup * steps))
             wrapped.train()
-            for step in range(state["step"], steps):
-                cosine = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-                scale = (step + 1) / warm if step < warm else cosine
-                for g in opt.param_groups:
-                    g["lr"] = lr * scale
-                ids = data[step].to(device)
-                loss = wrapped(input_ids=ids, labels=ids).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                state["losses"].append(float(loss.detach()))
-                state["step"] = step + 1
-                if checkpoint and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == steps):
-                    write_checkpoint(checkpoint, peft.get_peft_model_state_dict(wrapped), opt.state_dict(), state,
-                                     extras={"rng": _rng(device)})
-                if progress:
-                    progress(step + 1, steps, state["losses"][-1])
+
+            def save(st):
+                write_checkpoint(checkpoint, peft.get_peft_model_state_dict(wrapped), opt.state_dict(), st,
+                                 extras={"rng": _rng(device)})
+            run_steps(wrapped, params, opt, data, cfg, lr, state, save=save if checkpoint else None, progress=progress)
             wrapped.merge_and_unload()  # returns ``model``: peft injected into it and now takes the adapters out
         except BaseException:
             wrapped.unload()  # an interrupted run leaves the model as it found it (no adapters, weights unmerged)

@@ -20,7 +20,7 @@ from .surgery import apply_plan, n_params
 
 @dataclass
 class PruneConfig:
-    criterion: str = "wanda"
+    criterion: str = "activation"  # the best measured on SmolLM2 for stdlib code (docs/prune.md)
     task: str = "stdlib-code"  # the domain the pruned model is for
     other: str | None = "austen"  # the domain it may forget (contrast and evaluation); None: task only
     contrast: float = 0.5  # weight of the other domain's importance (0: task importance alone)
