@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -137,6 +138,50 @@ def build_pinned_venv(venv: Path, label: str, transformers: str, specs: list[str
     if project:  # the same loading and measuring code on both sides
         _run(pip + ["-c", cfile, "-e", ROOT])
     return py
+
+
+@dataclass
+class PinnedVenv:
+    """An anchor that cannot share the anchors venv: its own venv at ``bench/.cache/<name>-venv`` with torch
+    2.13.0, a pinned transformers and ``package`` (pip name, version), optionally the project too. ``ensure``
+    builds it once (a stamp records what really installed); ``check`` runs ``check_code`` there."""
+
+    name: str
+    package: tuple[str, str]
+    transformers: str = TRANSFORMERS
+    project: bool = False
+    reported: list[str] = field(default_factory=list)
+    check_code: str = ""
+
+    @property
+    def venv(self) -> Path:
+        return CACHE / f"{self.name}-venv"
+
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    def installed_versions(self) -> dict[str, str | None]:
+        """What is really installed in the venv (importlib.metadata)."""
+        return installed_versions(self.python(), self.reported)
+
+    def ensure(self, force: bool = False) -> Path:
+        """Create the venv if it is missing; return its python. Raises if pip fails."""
+        py, stamp = self.python(), self.venv / "installed.json"
+        if stamp.exists() and py.exists() and not force:
+            return py
+        py = build_pinned_venv(self.venv, self.name, self.transformers, ["==".join(self.package)], self.project)
+        return stamp_venv(py, stamp, [("torch", TORCH), ("transformers", self.transformers), self.package],
+                          self.package[0], self.reported)
+
+    def check(self) -> None:
+        subprocess.run([str(self.python()), "-c", self.check_code], check=True)
+
+    def main(self, argv: list[str]) -> None:
+        """``python bench/_<name>_venv.py [--force] [--check]``."""
+        p = self.ensure(force="--force" in argv)
+        print(p, json.dumps(self.installed_versions()))
+        if "--check" in argv:
+            self.check()
 
 
 def stamp_venv(py: Path, stamp: Path, pins: list[tuple[str, str]], label: str, names: list[str]) -> Path:

@@ -15,19 +15,14 @@ dequantised SmolLM2 folder, which plain ``AutoModelForCausalLM.from_pretrained``
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _anchors import CACHE, TORCH, build_pinned_venv, stamp_venv  # noqa: E402  (shared pins and helpers)
-from _anchors import installed_versions as _installed  # noqa: E402
+from _anchors import PinnedVenv  # noqa: E402  (the venv builder the anchors share)
 
 KVPRESS = "0.5.2"
 TRANSFORMERS = "4.57.6"  # newest 4.x; kvpress 0.5.2 needs >= 4.56 and breaks on 5.x
-VENV = CACHE / "kvpress-venv"
-STAMP = VENV / "installed.json"
 REPORTED = ["torch", "transformers", "kvpress", "numpy", "accelerate", "safetensors", "tokenizers"]
 
 CHECK = """
@@ -47,31 +42,9 @@ print("kvpress compresses: 100 ->", n, "tokens per layer")
 """
 
 
-def python_path() -> Path:
-    return VENV / "bin" / "python"
-
-
-def installed_versions() -> dict[str, str | None]:
-    return _installed(python_path(), REPORTED)
-
-
-def ensure(force: bool = False) -> Path:
-    """Create the venv if missing; return its python. Raises if pip fails."""
-    py = python_path()
-    if STAMP.exists() and py.exists() and not force:
-        return py
-    py = build_pinned_venv(VENV, "kvpress", TRANSFORMERS, [f"kvpress=={KVPRESS}"])
-    return stamp_venv(py, STAMP, [("torch", TORCH), ("transformers", TRANSFORMERS), ("kvpress", KVPRESS)], "kvpress",
-                      REPORTED)
-
-
-def check(py: Path) -> None:
-    """One press on a tiny random Llama in the venv: the cache must really shrink."""
-    subprocess.run([str(py), "-c", CHECK], check=True)
-
+VENV = PinnedVenv("kvpress", ("kvpress", KVPRESS), TRANSFORMERS, project=False,
+                  reported=REPORTED, check_code=CHECK)
+ensure, installed_versions, python_path = VENV.ensure, VENV.installed_versions, VENV.python
 
 if __name__ == "__main__":
-    p = ensure(force="--force" in sys.argv)
-    print(p, json.dumps(installed_versions()))
-    if "--check" in sys.argv:
-        check(p)
+    VENV.main(sys.argv)

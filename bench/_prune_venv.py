@@ -13,18 +13,13 @@ measured by the same ``perplexity`` / ``measure_speed`` code as ours. The projec
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _anchors import CACHE, TORCH, TRANSFORMERS, build_pinned_venv, stamp_venv  # noqa: E402  (shared pins and helpers)
-from _anchors import installed_versions as _installed  # noqa: E402
+from _anchors import TRANSFORMERS, PinnedVenv  # noqa: E402  (shared pins and the venv builder)
 
 TORCH_PRUNING = "1.6.1"
-VENV = CACHE / "prune-venv"
-STAMP = VENV / "installed.json"
 REPORTED = ["torch", "transformers", "torch-pruning", "torch_pruning", "shoestring", "numpy", "accelerate",
             "safetensors", "tokenizers"]
 
@@ -65,32 +60,9 @@ print("torch-pruning", tp.__version__, "prunes a tiny Llama's MLP: 48 -> 36 chan
 """
 
 
-def python_path() -> Path:
-    return VENV / "bin" / "python"
-
-
-def installed_versions() -> dict[str, str | None]:
-    """What is really installed in the venv (importlib.metadata)."""
-    return _installed(python_path(), REPORTED)
-
-
-def ensure(force: bool = False) -> Path:
-    """Create the venv if it is missing; return its python. Raises if pip fails."""
-    py = python_path()
-    if STAMP.exists() and py.exists() and not force:
-        return py
-    py = build_pinned_venv(VENV, "prune", TRANSFORMERS, [f"torch-pruning=={TORCH_PRUNING}"], project=True)
-    return stamp_venv(py, STAMP, [("torch", TORCH), ("transformers", TRANSFORMERS), ("torch-pruning", TORCH_PRUNING)],
-                      "torch-pruning", REPORTED)
-
-
-def check(py: Path) -> None:
-    """Prune a tiny random Llama's MLP with Torch-Pruning in the venv and run it."""
-    subprocess.run([str(py), "-c", CHECK], check=True)
-
+VENV = PinnedVenv("prune", ("torch-pruning", TORCH_PRUNING), TRANSFORMERS, project=True,
+                  reported=REPORTED, check_code=CHECK)
+ensure, installed_versions, python_path = VENV.ensure, VENV.installed_versions, VENV.python
 
 if __name__ == "__main__":
-    p = ensure(force="--force" in sys.argv)
-    print(p, json.dumps(installed_versions()))
-    if "--check" in sys.argv:
-        check(p)
+    VENV.main(sys.argv)
