@@ -6,6 +6,8 @@ from __future__ import annotations
 import typer
 
 from ._common import DeviceOpt, JsonOpt, console, emit_json, load_model, print_table
+from ._prune_opts import (BatchOpt, CalibOpt, ContrastOpt, EvalOpt, LengthOpt, OtherOpt, RecoverLrOpt,
+                          TaskOpt)
 from ._report import OutOpt, say_where
 
 prune_app = typer.Typer(help="Structured pruning: importance, plans, surgery, recovery, measured speed.",
@@ -16,18 +18,18 @@ prune_app = typer.Typer(help="Structured pruning: importance, plans, surgery, re
 def run(
     model: str = typer.Option("smollm2-135m", "--model"),
     criterion: str = typer.Option("activation", "--criterion", help="magnitude, wanda, taylor, activation, ablation or entropy (heads only)"),
-    task: str = typer.Option("stdlib-code", "--task", help="the corpus of the domain to keep"),
-    other: str = typer.Option("austen", "--other", help="the domain it may forget ('' for none)"),
-    contrast: float = typer.Option(0.5, "--contrast", help="subtract this x the other domain's importance (0: task only)"),
+    task: str = TaskOpt,
+    other: str = OtherOpt,
+    contrast: float = ContrastOpt,
     heads: float = typer.Option(1 / 3, "--heads", help="share of key-value groups to remove per layer, in [0, 1)"),
     channels: float = typer.Option(1 / 3, "--channels", help="share of MLP channels to remove per layer, in [0, 1)"),
     global_: bool = typer.Option(False, "--global", help="choose model-wide (per-layer widths: loads through shoestring.load)"),
-    calib: int = typer.Option(32, "--calib", help="calibration contexts per domain"),
-    evals: int = typer.Option(16, "--eval", help="held-out contexts per domain"),
-    length: int = typer.Option(256, "--length"),
-    batch_size: int = typer.Option(4, "--batch-size"),
+    calib: int = CalibOpt,
+    evals: int = EvalOpt,
+    length: int = LengthOpt,
+    batch_size: int = BatchOpt,
     recover_tokens: int = typer.Option(0, "--recover-tokens", help="fine-tune on the task corpus for this many tokens"),
-    recover_lr: float = typer.Option(5e-5, "--recover-lr"),
+    recover_lr: float = RecoverLrOpt,
     lora_rank: int = typer.Option(0, "--lora-rank", help="recover with LoRA adapters of this rank (peft), merged after"),
     lora_lr: float = typer.Option(2e-4, "--lora-lr"),
     lm_eval: str = typer.Option("", "--lm-eval", help="lm-evaluation-harness tasks, e.g. arc_easy,hellaswag (needs their data)"),

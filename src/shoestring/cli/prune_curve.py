@@ -8,6 +8,8 @@ import typer
 
 from ..errors import ShoestringError
 from ._common import DeviceOpt, JsonOpt, console, emit_json, load_model, print_table
+from ._prune_opts import (BatchOpt, CalibOpt, ContrastOpt, EvalOpt, LengthOpt, OtherOpt, RecoverLrOpt,
+                          TaskOpt)
 from ._report import OutOpt, say_where
 
 
@@ -64,15 +66,15 @@ def curve(
     ratios: str = typer.Option("0.2,0.3,0.4,0.5", "--ratios",
                                help="shares removed per layer, heads and channels alike (0.2,0.3) or as "
                                     "heads:channels pairs (0.25:0.1,0:0.3); each in [0, 1)"),
-    task: str = typer.Option("stdlib-code", "--task", help="the corpus of the domain to keep"),
-    other: str = typer.Option("austen", "--other", help="the domain it may forget ('' for none)"),
-    contrast: float = typer.Option(0.5, "--contrast", help="subtract this x the other domain's importance (0: task only)"),
-    calib: int = typer.Option(32, "--calib", help="calibration contexts per domain"),
-    evals: int = typer.Option(16, "--eval", help="held-out contexts per domain"),
-    length: int = typer.Option(256, "--length"),
-    batch_size: int = typer.Option(4, "--batch-size"),
+    task: str = TaskOpt,
+    other: str = OtherOpt,
+    contrast: float = ContrastOpt,
+    calib: int = CalibOpt,
+    evals: int = EvalOpt,
+    length: int = LengthOpt,
+    batch_size: int = BatchOpt,
     recover_tokens: int = typer.Option(0, "--recover-tokens", help="fine-tune every cell on the task corpus for this many tokens"),
-    recover_lr: float = typer.Option(5e-5, "--recover-lr"),
+    recover_lr: float = RecoverLrOpt,
     speed: bool = typer.Option(True, "--speed/--no-speed", help="time prefill and decode in every cell (off: faster)"),
     speed_tokens: int = typer.Option(32, "--speed-tokens", help="decode tokens timed per cell (fewer: faster cells)"),
     speed_repeats: int = typer.Option(5, "--speed-repeats", help="interleaved timing repeats per model"),
