@@ -32,6 +32,7 @@ bench:
 	$(BIN)/python bench/kv.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/prune.py
+	$(BIN)/python bench/gcg.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/.cache

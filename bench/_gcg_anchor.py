@@ -29,7 +29,6 @@ def main() -> None:
     job = json.loads(open(a.job).read())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    import transformers as T
 
     torch.set_num_threads(int(job.get("threads", 2)))
     out: dict = {"versions": {p: version(p) for p in ("torch", "transformers", "nanogcg")}}
@@ -87,7 +86,6 @@ def load_tokenizer(folder: str):
     and nanoGCG strips a leading ``bos_token`` from the template (which here would drop the first ``<|im_start|>``)."""
     from pathlib import Path
 
-    import transformers as T
 
     d = Path(folder)
     cfg = json.loads((d / "tokenizer_config.json").read_text())

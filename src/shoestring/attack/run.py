@@ -107,6 +107,23 @@ def headline(result: dict) -> dict:
     return out
 
 
+TEXT_KEYS = ("prompt", "response", "suffix", "suffix_ids", "raw_response", "responses")
+
+
+def shareable(result: dict) -> dict:
+    """The result without any generated or adversarial text (prompts, responses, suffixes): rates, verdicts,
+    scores, compute and curves only, for publishing numbers without publishing working jailbreaks."""
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in TEXT_KEYS}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+
+    return strip(result)
+
+
 def suite_cell(config: dict, run) -> dict:
     """The grid's cell task: one suite run in the cell's run folder (a rerun resumes from the saved attempts)."""
     import torch

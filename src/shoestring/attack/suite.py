@@ -170,12 +170,14 @@ def run_attacks(lm, cfg: SuiteConfig, behaviours: list[Behaviour], store: Store,
                       max_new_tokens=cfg.max_new_tokens, universal=cfg.gcg_universal, screen=cfg.gcg_screen,
                       seed=cfg.seed, respond=responder)
             groups = [todo] if cfg.gcg_universal else [[b] for b in todo]
+            done = len(behaviours) - len(todo)
             for g in groups:
                 with responder.active():
                     for a in gcg.attack(lm, g):
                         store.put(a)
+                done += len(g)
                 if progress:
-                    progress(name, len(behaviours) - len(todo) + len(g), len(behaviours))
+                    progress(name, done, len(behaviours))
         elif kind == "pair" and todo:
             pair = PAIR(attacker=models["attacker"], n_streams=cfg.pair_streams, n_iterations=cfg.pair_iterations,
                         target_max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
