@@ -40,6 +40,21 @@ class Seen:
     titled_spans: int = 0  # token spans with a hover title
     requests: list[str] = field(default_factory=list)  # every URL the browser fetched (performance log)
 
+    def offsite(self) -> list[str]:
+        """Requests that left the page's own file (anything but file:, data:, blob: and about: URLs)."""
+        return [u for u in self.requests if not u.startswith(("file:", "data:", "blob:", "about:"))]
+
+
+def assert_renders(page, path: Path, headings: list[str], label: str = "") -> Seen:
+    """Open a saved :class:`Page` and check what a reader sees: no console errors, every figure drawn, the
+    section headings in order, nothing fetched from off the machine."""
+    seen = open_page(path)
+    assert seen.errors == [], (label, seen.errors)
+    assert seen.chart_divs == page.n_figures and seen.charts == seen.chart_divs, label
+    assert seen.headings == headings, label
+    assert seen.offsite() == [], label
+    return seen
+
 
 def open_page(path: Path, settle_s: float = 0.5) -> Seen:
     """Open ``path`` over file://, wait until every chart has drawn (or 30 s), and collect what was seen."""

@@ -96,7 +96,7 @@ def test_the_index_draws_without_errors_or_requests(built):
     seen = browser_check.open_page(path)
     assert seen.errors == []
     assert seen.chart_divs == seen.charts == 1  # the density histogram
-    assert [u for u in seen.requests if not u.startswith(("file:", "data:", "blob:", "about:"))] == []
+    assert seen.offsite() == []
     assert seen.headings == ["Features"]
 
 
