@@ -86,6 +86,7 @@ def load_tokenizer(folder: str):
     and nanoGCG strips a leading ``bos_token`` from the template (which here would drop the first ``<|im_start|>``)."""
     from pathlib import Path
 
+    import transformers as T
 
     d = Path(folder)
     cfg = json.loads((d / "tokenizer_config.json").read_text())
