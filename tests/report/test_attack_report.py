@@ -146,3 +146,16 @@ def test_the_attack_and_grid_reports_in_the_browser(result, tmp_path):
     for name, page in (("suite", attack_page(result)), ("grid", grid_page(grid_cells()))):
         path = page.save(tmp_path / f"{name}.html")
         browser_check.assert_renders(page, path, titles(page), name)
+
+
+def test_the_loss_figure_draws_every_step_when_the_search_kept_them():
+    from shoestring.report.attack import loss_figure
+
+    rec = {"behaviour": behaviour(0), "attack": "gcg", "extra": {"losses": [2.0, 1.5, 1.2, 1.1, 0.9]},
+           "trace": [{"step": 5, "loss": 0.9, "verdicts": {"target": 1}}]}
+    fig = loss_figure([rec], "gcg", judge="target")
+    line, stars = fig.data
+    assert list(line.x) == [1, 2, 3, 4, 5] and list(line.y) == [2.0, 1.5, 1.2, 1.1, 0.9]
+    assert list(stars.x) == [5] and list(stars.y) == [0.9]
+    only_checks = loss_figure([{**rec, "extra": {}}], "gcg")
+    assert list(only_checks.data[0].x) == [5]  # no per-step losses: the checks' losses

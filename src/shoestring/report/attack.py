@@ -119,15 +119,18 @@ def loss_figure(records: list[dict], attack: str = "", judge: str | None = None)
     fig = figure(height=380, title=dict(text=f"{attack}: loss per step, per behaviour"))
     for i, r in enumerate(records):
         rows = [t for t in r.get("trace") or [] if _fin(t.get("loss")) and t.get("step") is not None]
-        if not rows:
+        every = [v for v in (r.get("extra") or {}).get("losses") or [] if _fin(v)]  # each step's loss, when kept
+        if not rows and not every:
             continue
         bid, c = str(M.field_of(r, "id")), COLOURS[i % len(COLOURS)]
-        fig.add_scatter(x=[t["step"] for t in rows], y=[t["loss"] for t in rows], mode="lines", name=bid,
+        xs, ys = (list(range(1, len(every) + 1)), every) if every else ([t["step"] for t in rows], [t["loss"] for t in rows])
+        fig.add_scatter(x=xs, y=ys, mode="lines", name=bid,
                         line=dict(color=c, width=1.5),
                         hovertemplate=f"{bid}, step %{{x}}: loss %{{y:.3f}}<extra></extra>")
         hits = [t for t in rows if judge and (t.get("verdicts") or {}).get(judge) == 1]
         if hits:
-            fig.add_scatter(x=[t["step"] for t in hits], y=[t["loss"] for t in hits], mode="markers", showlegend=False,
+            on_line = [every[t["step"] - 1] if 0 < t["step"] <= len(every) else t["loss"] for t in hits]
+            fig.add_scatter(x=[t["step"] for t in hits], y=on_line, mode="markers", showlegend=False,
                             marker=dict(symbol="star", size=9, color=c),
                             hovertemplate=f"{bid}, step %{{x}}: success ({judge})<extra></extra>")
     fig.update_xaxes(title_text="step")
