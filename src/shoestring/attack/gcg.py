@@ -16,6 +16,7 @@ the compute spent so far, so the suite can draw attack success against steps, fo
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -55,15 +56,20 @@ def encode_target(tok, target: str) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+_DISALLOWED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {allow_non_ascii: ids}
+
+
 def disallowed_tokens(tok, allow_non_ascii: bool) -> torch.Tensor:
     """Token ids GCG never proposes: special tokens and (unless allowed) ones that decode to non-ASCII or
-    non-printable text."""
-    n = len(tok)
-    bad = set(tok.all_special_ids)
-    if not allow_non_ascii:
-        texts = tok.batch_decode([[i] for i in range(n)])
-        bad.update(i for i, t in enumerate(texts) if not (t.isascii() and t.isprintable()))
-    return torch.tensor(sorted(bad), dtype=torch.long)
+    non-printable text. Computed once per tokenizer (decoding the whole vocabulary), not once per search."""
+    known = _DISALLOWED.setdefault(tok, {})
+    if allow_non_ascii not in known:
+        bad = set(tok.all_special_ids)
+        if not allow_non_ascii:
+            texts = tok.batch_decode([[i] for i in range(len(tok))])
+            bad.update(i for i, t in enumerate(texts) if not (t.isascii() and t.isprintable()))
+        known[allow_non_ascii] = torch.tensor(sorted(bad), dtype=torch.long)
+    return known[allow_non_ascii]
 
 
 def sample_candidates(current: torch.Tensor, grad: torch.Tensor, search_width: int, topk: int, n_replace: int,

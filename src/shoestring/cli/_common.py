@@ -30,6 +30,11 @@ def load_model(spec: str, dtype: str, device: str, quiet: bool = False):
         return shoestring.load(spec, dtype=dtype, device=device)
 
 
+def comma_list(text: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (a comma-separated option)."""
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":

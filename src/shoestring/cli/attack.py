@@ -8,7 +8,7 @@ import typer
 
 from ..attack.suite import DEFAULT_ATTACKS
 from ..errors import ShoestringError
-from ._common import DeviceOpt, JsonOpt, console, emit_json, load_model, print_table
+from ._common import DeviceOpt, JsonOpt, comma_list, console, emit_json, load_model, print_table
 from ._report import NoReportOpt, OutOpt, say_where
 
 attack_app = typer.Typer(help="Red-teaming: GCG, transforms, PAIR; several judges and their agreement; ASR vs compute.",
@@ -18,10 +18,6 @@ ModelOpt = typer.Option("smollm2-135m", "--model", help="the target model: a bun
                         "checkpoint too) or a hub id")
 BehavioursOpt = typer.Option("advbench", "--behaviours", help="advbench, harmbench, benign, or a CSV / JSONL / TXT file")
 GoalColumnOpt = typer.Option(None, "--goal-column", help="the goal column of a CSV / JSONL file (default: found by name)")
-
-
-def _list(text: str | None) -> list[str]:
-    return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
 def _positive(value: int, flag: str, example: str) -> int:
@@ -71,8 +67,8 @@ def run(
     from ..report.attack import attack_page
     from ..runs import RunDir
 
-    cfg = SuiteConfig(model=model, behaviours=behaviours, n=n, sample_seed=sample_seed, categories=_list(categories),
-                      goal_column=goal_column, attacks=_list(attacks), judges=_list(judges), judge_model=judge_model,
+    cfg = SuiteConfig(model=model, behaviours=behaviours, n=n, sample_seed=sample_seed, categories=comma_list(categories),
+                      goal_column=goal_column, attacks=comma_list(attacks), judges=comma_list(judges), judge_model=judge_model,
                       attacker_model=attacker_model, translator_model=translator_model, transfer_model=transfer_model,
                       benign=benign, max_new_tokens=max_new_tokens, compression=compression, seed=seed,
                       gcg_steps=gcg_steps, gcg_search_width=gcg_search_width, gcg_topk=gcg_topk,

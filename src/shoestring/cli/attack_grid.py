@@ -9,12 +9,8 @@ import os
 import typer
 
 from ..errors import ShoestringError
-from ._common import DeviceOpt, JsonOpt, console, emit_json, print_table
+from ._common import DeviceOpt, JsonOpt, comma_list, console, emit_json, print_table
 from ._report import OutOpt, say_where
-
-
-def _list(text: str | None) -> list[str]:
-    return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
 def grid(
@@ -46,10 +42,10 @@ def grid(
     if executor not in ("local", "ray"):
         raise ShoestringError(f"unknown executor '{executor}'", "use local or ray")
     cells = []
-    for m in _list(models):
-        for c in _list(compression):
-            cfg = SuiteConfig(model=m, compression=c, attacks=_list(attacks), behaviours=behaviours, n=n,
-                              judges=_list(judges), judge_model=judge_model, benign=benign,
+    for m in comma_list(models):
+        for c in comma_list(compression):
+            cfg = SuiteConfig(model=m, compression=c, attacks=comma_list(attacks), behaviours=behaviours, n=n,
+                              judges=comma_list(judges), judge_model=judge_model, benign=benign,
                               max_new_tokens=max_new_tokens, gcg_steps=gcg_steps, seed=seed, device=device).check()
             cells.append(cfg.to_dict())
     if not cells:
@@ -70,8 +66,8 @@ def grid(
                               "see the cell's run folder; rerunning the same command redoes only the missing cells")
     table = [{"model": r["params"]["model"], "compression": r["params"]["compression"], "attack": s["attack"],
               "summary": [s], "run": r["id"]} for r in rows for s in r["metrics"]["summary"]]
-    result = {"cells": table, "config": {"models": _list(models), "compression": _list(compression),
-                                         "attacks": _list(attacks), "n": n, "judges": _list(judges)}}
+    result = {"cells": table, "config": {"models": comma_list(models), "compression": comma_list(compression),
+                                         "attacks": comma_list(attacks), "n": n, "judges": comma_list(judges)}}
     run = RunDir.create(out, "attack-grid", result["config"])
     run.start()
     run.save_artifact("result", result)
